@@ -1,0 +1,43 @@
+"""convert(model): replace torch.nn layers with bigmodel's, in place, keeping weights."""
+
+from __future__ import annotations
+
+import torch
+
+from .pooling import AvgPool2d, MaxPool2d
+
+# torch.nn class -> ours. Ours subclass theirs with the same attributes, so a layer is swapped by
+# building ours from its constructor arguments and moving the state (parameters, buffers,
+# training flag, hooks) across.
+_SWAPS: dict[type, type] = {
+    torch.nn.MaxPool2d: MaxPool2d,
+    torch.nn.AvgPool2d: AvgPool2d,
+}
+
+
+def register_swap(torch_cls: type, ours: type) -> None:
+    """Teach convert() another torch.nn -> bigmodel.nn swap (used by each layer family)."""
+    _SWAPS[torch_cls] = ours
+
+
+def _swap(module: torch.nn.Module) -> torch.nn.Module:
+    ours = _SWAPS.get(type(module))  # exact type: subclasses of torch.nn layers may change forward
+    if ours is None:
+        return module
+    new = ours.__new__(ours)
+    new.__dict__ = module.__dict__  # same attributes, parameters, buffers, hooks
+    return new
+
+
+def convert(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap every supported torch.nn layer in `model` (recursively) for its bigmodel twin, in place.
+
+    Weights and buffers are kept (the very same Parameter objects), so optimizers built before
+    the call keep working. Returns the model (or the swapped layer, if `model` itself is one).
+    """
+    for name, child in list(model.named_children()):
+        swapped = _swap(child)
+        if swapped is not child:
+            setattr(model, name, swapped)
+        convert(swapped)
+    return _swap(model)

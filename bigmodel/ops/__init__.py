@@ -1,0 +1,10 @@
+"""Functional ops on bigmodel's kernels, with torch.nn.functional's signatures.
+
+Each is also reachable as torch.ops.bigmodel.<name>; this module adds argument handling, the
+fake (shape) functions that torch.compile traces with, and the autograd formulas, whose
+backward passes are registered ops of their own.
+"""
+
+from .pool import avg_pool2d, max_pool2d
+
+__all__ = ["avg_pool2d", "max_pool2d"]

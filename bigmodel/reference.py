@@ -1,0 +1,35 @@
+"""Reference implementations: plain PyTorch, computed in float64, one per bigmodel op.
+
+Tests, `bigmodel bench` and `--check` compare bigmodel's kernels against these. Each takes the
+same arguments as the op it checks and returns float64 results (indices stay int64), so the
+reference's own rounding error is far below the float32 kernels' tolerance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _f64(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to(torch.float64)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return F.max_pool2d(_f64(input), kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                        return_indices=return_indices)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return F.avg_pool2d(_f64(input), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -> list[torch.Tensor]:
+    """Gradients of sum(fn(*inputs) * grad_output) w.r.t. `inputs`, in float64."""
+    xs = [_f64(x).requires_grad_(True) for x in inputs]
+    out = fn(*xs, **kwargs)
+    if isinstance(out, tuple):
+        out = out[0]
+    (out * _f64(grad_output)).sum().backward()
+    return [x.grad for x in xs]

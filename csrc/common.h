@@ -1,0 +1,91 @@
+// Helpers shared by the torch bindings: dtype mapping, argument checks with messages that name
+// the argument, and running a framework-free kernel with its exceptions turned into torch's.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include <stdexcept>
+#include <string>
+
+#include "bigmodel/common.h"
+
+namespace bigmodel::binding {
+
+inline DType to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::f32;
+    case at::kDouble: return DType::f64;
+    case at::kHalf: return DType::f16;
+    case at::kBFloat16: return DType::bf16;
+    default: TORCH_CHECK(false, "unsupported dtype ", t);
+  }
+}
+
+// float32/float64 on CPU; float32/float64/float16/bfloat16 on CUDA.
+inline void check_float_dtype(const char* op, const char* arg, const at::Tensor& t) {
+  const auto st = t.scalar_type();
+  const bool ok = st == at::kFloat || st == at::kDouble ||
+                  (t.is_cuda() && (st == at::kHalf || st == at::kBFloat16));
+  TORCH_CHECK_TYPE(ok, op, ": ", arg, " must be ",
+                   t.is_cuda() ? "float32, float64, float16 or bfloat16 on CUDA" : "float32 or float64 on CPU",
+                   ", got ", st);
+}
+
+inline void check_same(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                       const at::Tensor& ref) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg,
+                    " is on ", ref.device(), "; move them to the same device");
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": ", arg, " has dtype ", t.scalar_type(),
+                   " but ", ref_arg, " has dtype ", ref.scalar_type());
+}
+
+inline int num_threads() {
+  const int n = at::get_num_threads();
+  return n < 1 ? 1 : n;
+}
+
+// at::empty, plus a hint that a large CPU buffer be backed by transparent huge pages. A fresh
+// multi-megabyte allocation is mmap'ed memory whose first write page-faults 4 KiB at a time; for
+// a backward pass that writes a 50 MB gradient those faults cost more than the kernel itself.
+// Where THP is off or in "never" mode the hint is a no-op.
+inline at::Tensor empty_activation(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const size_t bytes = t.nbytes();
+  if (t.device().is_cpu() && bytes >= 4 * kHuge) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+    const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1), hi = (begin + bytes) & ~(kHuge - 1);
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+  }
+#endif
+  return t;
+}
+
+inline Layout layout_of(at::MemoryFormat fmt) {
+  return fmt == at::MemoryFormat::ChannelsLast ? Layout::nhwc : Layout::nchw;
+}
+
+// Runs a kernel; std::invalid_argument (bad BIGMODEL_ISA, bad sizes) becomes ValueError and
+// other std::exception a RuntimeError, both with the kernel's message.
+template <typename F>
+void run_kernel(F&& f) {
+  try {
+    f();
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, e.what());
+  }
+}
+
+}  // namespace bigmodel::binding

@@ -1,0 +1,241 @@
+"""Build script for bigmodel's compiled extension, ``bigmodel._C``.
+
+One extension is built with torch.utils.cpp_extension and ninja, in C++20:
+
+* the CPU kernels in ``kernels/cpu`` - always. Files named ``*_kernel.cpp`` are written once
+  against the SIMD layer in ``kernels/cpu/simd.h`` and compiled once per ISA path (AVX-512, AVX2,
+  generic) with that path's flags only, into separate object folders; the rest of the CPU code is
+  compiled once with baseline flags and picks a path at run time. No ``-march=native``.
+* the CUDA kernels in ``kernels/cuda`` and their torch bindings in ``csrc/cuda`` - when
+  ``BIGMODEL_CUDA=1``, or by default when the installed torch is a CUDA build and nvcc is found.
+  No GPU needs to be visible.
+
+Environment variables: ``BIGMODEL_CUDA`` (1 forces CUDA on and fails loudly if it cannot be
+built, 0 forces it off), ``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0``), ``MAX_JOBS`` (parallel
+compile jobs, honoured by torch's ninja driver), ``BIGMODEL_DEBUG=1`` (-O0 -g).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+from setuptools import setup
+
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:  # pragma: no cover - message for people who skip the README
+    sys.exit(
+        "bigmodel builds against the torch that will run it, so torch must be installed first and\n"
+        "the package installed without build isolation:\n"
+        "    pip install torch==2.13.0 pybind11 ninja setuptools\n"
+        "    pip install --no-build-isolation .\n"
+    )
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+def _read_version() -> str:
+    # Single source of truth: bigmodel/_version.py (also read by pyproject.toml).
+    with open(os.path.join(ROOT, "bigmodel", "_version.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("bigmodel/_version.py has no __version__")
+
+
+VERSION = _read_version()
+
+# Per-ISA compiler flags. The AVX-512 set matches what the run-time check in
+# kernels/cpu/isa.cpp requires of the CPU (F, BW, VL, DQ plus AVX2/FMA).
+ISA_FLAGS = {
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mbmi2"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c", "-mbmi2"],
+    "generic": [],
+}
+
+
+def _is_x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _isa_paths() -> list[str]:
+    return ["avx512", "avx2", "generic"] if _is_x86_64() else ["generic"]
+
+
+def _rel(paths):
+    return sorted(os.path.relpath(p, ROOT) for p in paths)
+
+
+def _want_cuda() -> bool:
+    """Decide whether to build the CUDA kernels; fail loudly if they were asked for and can't be."""
+    flag = os.environ.get("BIGMODEL_CUDA", "").strip().lower()
+    if flag in ("0", "false", "off", "no"):
+        return False
+    requested = flag in ("1", "true", "on", "yes")
+    problems = []
+    if torch.version.cuda is None:
+        problems.append(
+            f"the installed torch {torch.__version__} is a CPU-only build "
+            "(install a CUDA build, e.g. `pip install torch==2.14.1`)"
+        )
+    if cpp_extension.CUDA_HOME is None or not os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")):
+        problems.append("nvcc was not found (put it on PATH or set CUDA_HOME to the toolkit root)")
+    if problems:
+        if requested:
+            sys.exit(
+                "BIGMODEL_CUDA=1 was set but the CUDA kernels cannot be built:\n  - "
+                + "\n  - ".join(problems)
+                + "\nFix the above, or unset BIGMODEL_CUDA to build the CPU kernels only."
+            )
+        return False
+    return True
+
+
+def _pip_cuda_include_dirs() -> list[str]:
+    """Header folders of pip's nvidia-* packages (e.g. nvidia/cu13/include with cusparse.h).
+
+    torch's CUDA headers include cuSPARSE/cuBLAS headers that a pip-installed CUDA torch keeps in
+    site-packages rather than in the toolkit, so we add them without asking the user for CPATH.
+    """
+    dirs = []
+    try:
+        import nvidia  # namespace package installed alongside CUDA builds of torch
+    except ImportError:
+        return dirs
+    for base in list(getattr(nvidia, "__path__", [])):
+        for inc in sorted(glob.glob(os.path.join(base, "*", "include"))):
+            if os.path.isdir(inc):
+                dirs.append(inc)
+    return dirs
+
+
+def _nvcc_version() -> str:
+    try:
+        out = subprocess.run(
+            [os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"), "--version"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return out.strip().splitlines()[-1]
+    except Exception:  # noqa: BLE001 - informational only
+        return "unknown"
+
+
+WITH_CUDA = _want_cuda()
+DEBUG = os.environ.get("BIGMODEL_DEBUG", "0") == "1"
+if WITH_CUDA:
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+
+OPT = ["-O0", "-g"] if DEBUG else ["-O3", "-DNDEBUG"]
+COMMON_CXX = ["-std=c++20", "-fopenmp", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas", *OPT]
+
+ISA_KERNEL_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cpu", "**", "*_kernel.cpp"), recursive=True))
+CPU_SOURCES = [
+    s for s in _rel(glob.glob(os.path.join(ROOT, "kernels", "cpu", "**", "*.cpp"), recursive=True))
+    if s not in ISA_KERNEL_SOURCES
+]
+CSRC_SOURCES = _rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
+CUDA_SOURCES = []
+if WITH_CUDA:
+    CUDA_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cuda", "*.cu")))
+    CUDA_SOURCES += _rel(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp")))
+
+INCLUDE_DIRS = [os.path.join(ROOT, "kernels", "include"), os.path.join(ROOT, "kernels"), os.path.join(ROOT, "csrc")]
+
+
+
+def _build_config_header() -> str:
+    """Build facts for bigmodel._C.build_info(), as a generated header (no quoting games in flags)."""
+    values = {
+        "BIGMODEL_VERSION": VERSION,
+        "BIGMODEL_TORCH_VERSION": torch.__version__,
+        "BIGMODEL_ISA_PATHS": ",".join(_isa_paths()),
+        "BIGMODEL_CUDA_ARCHS": os.environ.get("TORCH_CUDA_ARCH_LIST", "") if WITH_CUDA else "",
+        "BIGMODEL_NVCC_VERSION": _nvcc_version() if WITH_CUDA else "",
+        "BIGMODEL_BUILD_TYPE": "debug" if DEBUG else "release",
+    }
+    lines = ["// Generated by setup.py; do not edit.", "#pragma once"]
+    lines += [f"#define {k} {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_if_changed(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except FileNotFoundError:
+        pass
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+class BuildExt(cpp_extension.BuildExtension):
+    """torch's BuildExtension plus per-ISA compilation of the ``*_kernel.cpp`` files.
+
+    Each ISA path is compiled by its own ninja run into its own object folder, so one source
+    yields three objects whose symbols live in different namespaces (see kernels/cpu/simd.h).
+    """
+
+    def build_extension(self, ext):
+        generated = os.path.join(os.path.abspath(self.build_temp), "generated")
+        _write_if_changed(os.path.join(generated, "bigmodel_build_config.h"), _build_config_header())
+        ext.include_dirs = list(ext.include_dirs) + [generated]
+        if ISA_KERNEL_SOURCES:
+            objects = []
+            for isa in _isa_paths():
+                objects += self.compiler.compile(
+                    ISA_KERNEL_SOURCES,
+                    output_dir=os.path.join(self.build_temp, f"isa-{isa}"),
+                    macros=[(f"BIGMODEL_BUILD_{isa.upper()}", "1")],
+                    include_dirs=ext.include_dirs,
+                    debug=self.debug,
+                    extra_postargs={"cxx": COMMON_CXX + ISA_FLAGS[isa], "nvcc": []},
+                    depends=ext.depends,
+                )
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+def make_extension():
+    sources = CSRC_SOURCES + CPU_SOURCES + CUDA_SOURCES
+    defines = [f"-DBIGMODEL_WITH_CUDA={int(WITH_CUDA)}"]
+    extra = {"cxx": COMMON_CXX + defines}
+    if WITH_CUDA:
+        nvcc_flags = ["-std=c++20", "-lineinfo", "-Xcompiler", "-fPIC", *(["-G"] if DEBUG else ["-O3", "-DNDEBUG"])]
+        extra["nvcc"] = nvcc_flags + defines
+        ext_cls = cpp_extension.CUDAExtension
+        include_dirs = INCLUDE_DIRS + _pip_cuda_include_dirs()
+    else:
+        ext_cls = cpp_extension.CppExtension
+        include_dirs = INCLUDE_DIRS
+    depends = glob.glob(os.path.join(ROOT, "kernels", "**", "*.h"), recursive=True)
+    depends += glob.glob(os.path.join(ROOT, "kernels", "**", "*.cuh"), recursive=True)
+    depends += glob.glob(os.path.join(ROOT, "csrc", "**", "*.h"), recursive=True)
+    return ext_cls(
+        name="bigmodel._C",
+        sources=sources,
+        include_dirs=include_dirs,
+        depends=depends,
+        extra_compile_args=extra,
+        extra_link_args=["-fopenmp"],
+    )
+
+
+if shutil.which("ninja") is None and not any(p.endswith("ninja") for p in os.environ.get("PATH", "").split(":")):
+    try:
+        import ninja  # noqa: F401 - the pip package puts the binary on PATH inside the venv
+    except ImportError:
+        print("warning: ninja not found; the build will be slow and serial (pip install ninja)", file=sys.stderr)
+
+setup(
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": BuildExt.with_options(use_ninja=True)},
+)
