@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 
 def _f64(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().to(torch.float64)
+    # Upcast, keeping the autograd graph so reference gradients can flow through.
+    return x.to(torch.float64)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -27,9 +28,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -> list[torch.Tensor]:
     """Gradients of sum(fn(*inputs) * grad_output) w.r.t. `inputs`, in float64."""
-    xs = [_f64(x).requires_grad_(True) for x in inputs]
+    xs = [x.detach().to(torch.float64).requires_grad_(True) for x in inputs]
     out = fn(*xs, **kwargs)
     if isinstance(out, tuple):
         out = out[0]
-    (out * _f64(grad_output)).sum().backward()
+    (out * grad_output.detach().to(torch.float64)).sum().backward()
     return [x.grad for x in xs]

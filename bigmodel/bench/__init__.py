@@ -1,0 +1,9 @@
+"""Benchmark harness: cases that validate against a reference, then time bigmodel against
+PyTorch in the same process and thread count (median and IQR of repeats, after warm-up).
+
+`bigmodel bench <suite>` drives it; suites live beside this file (pool.py, ...)."""
+
+from .harness import Case, CaseResult, Timing, measure, run_cases
+from .report import environment, render_table, results_to_json
+
+__all__ = ["Case", "CaseResult", "Timing", "environment", "measure", "render_table", "results_to_json", "run_cases"]

@@ -1,0 +1,179 @@
+"""Timing and validation of benchmark cases."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Per-call times in milliseconds."""
+
+    times_ms: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def iqr_ms(self) -> float:
+        if len(self.times_ms) < 4:
+            return max(self.times_ms) - min(self.times_ms)
+        q = statistics.quantiles(self.times_ms, n=4)
+        return q[2] - q[0]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def measure(
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device | str = "cpu",
+    warmup: int = 3,
+    repeats: int = 20,
+    max_seconds: float | None = None,
+) -> dict[str, Timing]:
+    """Times each function after `warmup` calls; rounds alternate between the functions (A B A B
+    ...) so that drift in the machine's speed falls on all of them alike. Stops early, after at
+    least 3 rounds, once `max_seconds` have passed."""
+    device = torch.device(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    t_start = time.perf_counter()
+    for r in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_time_once(fn, device))
+        if max_seconds is not None and r >= 2 and time.perf_counter() - t_start > max_seconds:
+            break
+    return {name: Timing(ts) for name, ts in times.items()}
+
+
+@dataclass
+class Case:
+    """One benchmark case: bigmodel's implementation against torch's on the same inputs.
+
+    `check` runs both once and returns None when they agree, else a message; a case that fails
+    its check is reported as failed and never timed. `work` maps a unit ("GB", "GFLOP") to the
+    amount one call moves or computes, for throughput columns.
+    """
+
+    suite: str
+    name: str
+    params: dict[str, Any]
+    ours: Callable[[], Any]
+    torch: Callable[[], Any]
+    check: Callable[[], str | None]
+    work: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+@dataclass
+class CaseResult:
+    suite: str
+    name: str
+    params: dict[str, Any]
+    status: str  # "ok" | "failed" | "error"
+    message: str = ""
+    ours: Timing | None = None
+    torch: Timing | None = None
+    work: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.ours is None or self.torch is None:
+            return None
+        return self.torch.median_ms / self.ours.median_ms
+
+    def throughput(self, unit: str, which: str = "ours") -> float | None:
+        t = getattr(self, which)
+        if t is None or unit not in self.work:
+            return None
+        return self.work[unit] / (t.median_ms / 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "suite": self.suite,
+            "name": self.name,
+            "params": self.params,
+            "status": self.status,
+            "message": self.message,
+            "work": self.work,
+        }
+        for which in ("ours", "torch"):
+            t = getattr(self, which)
+            d[which] = None if t is None else {
+                "median_ms": t.median_ms,
+                "iqr_ms": t.iqr_ms,
+                "times_ms": t.times_ms,
+                **{f"{u}_per_s": self.throughput(u, which) for u in self.work},
+            }
+        d["speedup"] = self.speedup
+        return d
+
+
+def run_cases(
+    cases: Iterable[Case],
+    warmup: int = 3,
+    repeats: int = 20,
+    max_seconds: float | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Validate, then time, each case. Errors in one case are reported, not raised."""
+    results = []
+    for case in cases:
+        try:
+            problem = case.check()
+            if problem is not None:
+                res = CaseResult(case.suite, case.name, case.params, "failed", problem, work=case.work)
+            else:
+                timings = measure({"ours": case.ours, "torch": case.torch}, case.device, warmup, repeats, max_seconds)
+                res = CaseResult(case.suite, case.name, case.params, "ok", ours=timings["ours"],
+                                 torch=timings["torch"], work=case.work)
+        except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
+            res = CaseResult(case.suite, case.name, case.params, "error", f"{type(exc).__name__}: {exc}",
+                             work=case.work)
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
+    return results
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> str | None:
+    """None if `actual` matches `expected` (computed in float64) within tolerance, else a message."""
+    if actual.shape != expected.shape:
+        return f"shape {tuple(actual.shape)} != reference {tuple(expected.shape)}"
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    err = (a - e).abs()
+    bound = atol + rtol * e.abs()
+    bad = ~(err <= bound) & ~(a.isnan() & e.isnan())
+    if bad.any():
+        i = int(bad.flatten().nonzero()[0])
+        worst = float(err[~(a.isnan() & e.isnan())].max()) if err.numel() else math.nan
+        return (f"{int(bad.sum())} of {a.numel()} elements differ from the reference "
+                f"(first at flat index {i}: {a.flatten()[i].item():.6g} vs {e.flatten()[i].item():.6g}; "
+                f"max abs error {worst:.3g})")
+    return None
