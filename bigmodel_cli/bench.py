@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,12 +18,18 @@ WARMUP = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing.")
 REPEATS = typer.Option(20, "--repeats", min=1, help="Timed calls per side (median and IQR reported).")
 THREADS = typer.Option(None, "--threads", min=1, help="Threads for both sides (default: torch's default).")
 JSON_OUT = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout).")
+MARKDOWN_OUT = typer.Option(None, "--markdown", help="Also write the results as a Markdown table to this file.")
 
 
-def _emit(results, title: str, units, json_out: Optional[str], meta: dict) -> None:
-    from bigmodel.bench import environment, render_table, results_to_json
+def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markdown_out: Optional[str] = None) -> None:
+    from bigmodel.bench import environment, render_table, results_to_json, results_to_markdown
 
     env = environment()
+    if markdown_out:
+        command = meta.get("command", "bigmodel bench")
+        if sys.argv and Path(sys.argv[0]).name in ("bigmodel", "__main__.py"):  # the command as typed
+            command = " ".join(["bigmodel", *(shlex.quote(a) for a in sys.argv[1:])])
+        write_atomic(Path(markdown_out), results_to_markdown(results, env, command, units))
     if json_out == "-":
         sys.stdout.write(json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
     else:
@@ -74,6 +81,7 @@ def pool(
     warmup: int = WARMUP,
     repeats: int = REPEATS,
     json_out: Optional[str] = JSON_OUT,
+    markdown_out: Optional[str] = MARKDOWN_OUT,
 ) -> None:
     """Max and average pooling against torch.nn.functional, forward and forward+backward."""
     import_bigmodel()
@@ -98,4 +106,4 @@ def pool(
     cases = pool_bench.cases(configs, ops, layouts, passes, dt, device)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
-          {"suite": "pool", "warmup": warmup, "repeats": repeats})
+          {"suite": "pool", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out)

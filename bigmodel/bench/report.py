@@ -105,3 +105,27 @@ def results_to_json(results: Sequence[CaseResult], env: dict[str, Any] | None = 
         "meta": meta or {},
         "results": [r.to_dict() for r in results],
     }
+
+
+def results_to_markdown(results: Sequence[CaseResult], env: dict[str, Any], command: str,
+                        units: Iterable[str] = ()) -> str:
+    """A Markdown table of results, headed by the command and the environment that produced it."""
+    units = list(units)
+    lines = [
+        f"Command: `{command}`  ",
+        f"Machine: {env['cpu']}, {env['cores']} cores, {env['threads']} threads, ISA path {env['isa']}; "
+        f"torch {env['torch']}, bigmodel {env['bigmodel']}"
+        + (f" ({env['git_commit']})" if env.get("git_commit") else "") + f"; {env['date']}",
+        "",
+        "| case | bigmodel ms | torch ms | " + "".join(f"bigmodel {u}/s | torch {u}/s | " for u in units)
+        + "speedup |",
+        "|---|---:|---:|" + "---:|---:|" * len(units) + "---:|",
+    ]
+    for r in results:
+        if r.status != "ok":
+            lines.append(f"| {r.name} | {r.status.upper()}: {r.message} | | " + "| | " * len(units) + "|")
+            continue
+        rates = "".join(f"{_fmt_rate(r.throughput(u, 'ours'))} | {_fmt_rate(r.throughput(u, 'torch'))} | "
+                        for u in units)
+        lines.append(f"| {r.name} | {_fmt_ms(r.ours)} | {_fmt_ms(r.torch)} | {rates}{r.speedup:.2f}x |")
+    return "\n".join(lines) + "\n"
