@@ -51,13 +51,20 @@ def _read_version() -> str:
 
 VERSION = _read_version()
 
-# Per-ISA compiler flags. The AVX-512 set matches what the run-time check in
-# kernels/cpu/isa.cpp requires of the CPU (F, BW, VL, DQ plus AVX2/FMA).
-ISA_FLAGS = {
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-mbmi2"],
-    "avx2": ["-mavx2", "-mfma", "-mf16c", "-mbmi2"],
-    "generic": [],
-}
+
+def _read_isa_flags() -> dict[str, list[str]]:
+    """Per-ISA compiler flags, shared with the C++ test harness (kernels/cpu/isa_flags.txt)."""
+    flags = {}
+    with open(os.path.join(ROOT, "kernels", "cpu", "isa_flags.txt")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, _, rest = line.partition(":")
+                flags[name.strip()] = rest.split()
+    return flags
+
+
+ISA_FLAGS = _read_isa_flags()
 
 
 def _is_x86_64() -> bool:

@@ -691,19 +691,28 @@ void avg_backward(const Pool2dParams& p) {
   p.layout == Layout::nhwc ? avg_pool_nhwc_backward<T>(p) : avg_pool_nchw_backward<T>(p);
 }
 
+// An empty batch (or any zero size) is a no-op: there is nothing to read or write.
+BM_INLINE bool empty_problem(const Pool2dParams& p) {
+  return p.N <= 0 || p.C <= 0 || p.H <= 0 || p.W <= 0 || p.OH <= 0 || p.OW <= 0;
+}
+
 }  // namespace
 
-// Entry points (float32 / float64; the dispatcher in pool.cpp has rejected other dtypes).
+// Entry points (float32 / float64; the binding has rejected other dtypes).
 void max_pool2d_forward(const Pool2dParams& p) {
+  if (empty_problem(p)) return;
   p.dtype == DType::f64 ? max_forward<double>(p) : max_forward<float>(p);
 }
 void max_pool2d_backward(const Pool2dParams& p) {
+  if (empty_problem(p)) return;
   p.dtype == DType::f64 ? max_backward<double>(p) : max_backward<float>(p);
 }
 void avg_pool2d_forward(const Pool2dParams& p) {
+  if (empty_problem(p)) return;
   p.dtype == DType::f64 ? avg_forward<double>(p) : avg_forward<float>(p);
 }
 void avg_pool2d_backward(const Pool2dParams& p) {
+  if (empty_problem(p)) return;
   p.dtype == DType::f64 ? avg_backward<double>(p) : avg_backward<float>(p);
 }
 

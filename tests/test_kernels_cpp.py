@@ -1,0 +1,35 @@
+"""Builds the framework-free C++ kernel tests (tests/cpp) with AddressSanitizer and
+UndefinedBehaviorSanitizer and runs them once per ISA path through CTest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def cpp_build(tmp_path_factory):
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed: the C++ kernel harness cannot be built")
+    build = tmp_path_factory.mktemp("cpp-tests")
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(["cmake", "-S", os.path.join(HERE, "cpp"), "-B", str(build), *gen], check=True,
+                   capture_output=True, text=True)
+    r = subprocess.run(["cmake", "--build", str(build), "-j", os.environ.get("MAX_JOBS", "2")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"building the C++ kernel tests failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return build
+
+
+def test_kernel_harness_under_sanitizers(cpp_build):
+    r = subprocess.run(["ctest", "--test-dir", str(cpp_build), "--output-on-failure"], capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
+    assert "100% tests passed" in r.stdout
+    # every ISA path ran (or was reported as one this CPU cannot run)
+    assert "kernels_generic" in r.stdout
