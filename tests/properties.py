@@ -1,0 +1,44 @@
+"""Shared hypothesis strategies and profiles for the property-based tests.
+
+Profiles (HYPOTHESIS_PROFILE=...): "ci" (default, bounded: a few dozen examples per property,
+suitable for every run) and "long" (thousands of examples; run it before a release:
+`HYPOTHESIS_PROFILE=long pytest tests -k property`)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("long", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@st.composite
+def tensors_4d(draw, max_batch=3, max_channels=20, max_hw=24, dtypes=(torch.float32, torch.float64)):
+    """A 4-D float tensor in any of the layouts the ops accept: NCHW, channels_last, or a
+    non-contiguous view (sliced along W or H), with occasional NaN / ±inf / exact ties."""
+    n = draw(st.integers(0, max_batch))
+    c = draw(st.integers(1, max_channels))
+    h = draw(st.integers(1, max_hw))
+    w = draw(st.integers(1, max_hw))
+    dtype = draw(st.sampled_from(dtypes))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    layout = draw(st.sampled_from(["nchw", "channels_last", "sliced_w", "sliced_h"]))
+    base = torch.randn(n, c, h + 3, 2 * w, generator=g, dtype=dtype)
+    special = draw(st.sampled_from(["none", "none", "ties", "nan", "inf"]))
+    if special != "none" and base.numel():
+        mask = torch.rand(base.shape, generator=g) < 0.1
+        base = base.masked_fill(mask, {"ties": 0.0, "nan": float("nan"), "inf": float("-inf")}[special])
+    if layout == "sliced_w":
+        return base[:, :, :h, ::2]
+    if layout == "sliced_h":
+        return base[:, :, 1:h + 1, :w]
+    x = base[:, :, :h, :w].contiguous()
+    return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
