@@ -38,9 +38,15 @@ def _root(
 @app.command()
 def info(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    env: bool = typer.Option(False, "--env", help="A plain-text environment report to paste into a bug report."),
 ) -> None:
     """What was built (ISA paths, CUDA) and what runs here (CPU, threads, ops and their backends)."""
     bigmodel = import_bigmodel()
+    if env:
+        from bigmodel.bench.report import environment_report
+
+        sys.stdout.write(environment_report())
+        return
     import torch
 
     from bigmodel.bench.report import cpu_model

@@ -11,7 +11,7 @@ from rich.console import Console
 
 # Tables are wide; when output goes to a file or pipe, don't wrap them at 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line when captured
 
 
 def import_bigmodel():

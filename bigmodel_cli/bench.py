@@ -19,12 +19,16 @@ REPEATS = typer.Option(20, "--repeats", min=1, help="Timed calls per side (media
 THREADS = typer.Option(None, "--threads", min=1, help="Threads for both sides (default: torch's default).")
 JSON_OUT = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout).")
 MARKDOWN_OUT = typer.Option(None, "--markdown", help="Also write the results as a Markdown table to this file.")
+CSV_OUT = typer.Option(None, "--csv", help="Also write the results as CSV to this file.")
 
 
-def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markdown_out: Optional[str] = None) -> None:
-    from bigmodel.bench import environment, render_table, results_to_json, results_to_markdown
+def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markdown_out: Optional[str] = None,
+          csv_out: Optional[str] = None) -> None:
+    from bigmodel.bench import environment, render_table, results_to_csv, results_to_json, results_to_markdown
 
     env = environment()
+    if csv_out:
+        write_atomic(Path(csv_out), results_to_csv(results, env))
     if markdown_out:
         command = meta.get("command", "bigmodel bench")
         if sys.argv and Path(sys.argv[0]).name in ("bigmodel", "__main__.py"):  # the command as typed
@@ -82,6 +86,7 @@ def pool(
     repeats: int = REPEATS,
     json_out: Optional[str] = JSON_OUT,
     markdown_out: Optional[str] = MARKDOWN_OUT,
+    csv_out: Optional[str] = CSV_OUT,
 ) -> None:
     """Max and average pooling against torch.nn.functional, forward and forward+backward."""
     import_bigmodel()
@@ -106,4 +111,47 @@ def pool(
     cases = pool_bench.cases(configs, ops, layouts, passes, dt, device)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
-          {"suite": "pool", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out)
+          {"suite": "pool", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out, csv_out)
+
+
+@app.command()
+def compare(
+    old: Path = typer.Argument(..., help="Baseline results (bigmodel bench ... --json FILE)."),
+    new: Path = typer.Argument(..., help="Results to check against the baseline."),
+    side: str = typer.Option("ours", "--side", help="Compare bigmodel's times ('ours') or torch's ('torch')."),
+    min_change: float = typer.Option(0.02, "--min-change", min=0.0, max=0.99,
+                                     help="Smallest relative change ever flagged (the IQR-based threshold may be larger)."),
+) -> None:
+    """Per-case change between two runs; exits 1 if any case regressed beyond its noise threshold.
+
+    A case regresses when its median grew by more than max(MIN_CHANGE x old median, old IQR + new IQR).
+    """
+    from rich.table import Table
+
+    from bigmodel.bench.compare import BenchFileError, compare as compare_runs, load_results
+
+    if side not in ("ours", "torch"):
+        raise typer.BadParameter(f"expected ours or torch, got {side!r}", param_hint="--side")
+    try:
+        a, b = load_results(old), load_results(new)
+    except BenchFileError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    result = compare_runs(a, b, side=side, min_change=min_change)
+    table = Table(title=f"{old} -> {new} ({'bigmodel' if side == 'ours' else 'torch'} times)", title_justify="left")
+    for col, just in (("case", "left"), ("old ms", "right"), ("new ms", "right"), ("change", "right"),
+                      ("threshold", "right"), ("verdict", "left")):
+        table.add_column(col, justify=just, no_wrap=col == "case")
+    style = {"regression": "red", "improvement": "green", "unchanged": "dim"}
+    for c in result.changes:
+        table.add_row(c.key, f"{c.old_ms:.3f}", f"{c.new_ms:.3f}", f"{(c.ratio - 1) * 100:+.1f}%",
+                      f"±{c.threshold_ms / c.old_ms * 100:.1f}%", f"[{style[c.verdict]}]{c.verdict}[/]")
+    console.print(table)
+    for label, keys in (("only in the baseline", result.only_old), ("only in the new run", result.only_new),
+                        ("not timed in one run (failed or error)", result.skipped)):
+        if keys:
+            console.print(f"[yellow]{label}:[/] " + "; ".join(keys))
+    console.print(f"{len(result.regressions)} regression(s), {len(result.improvements)} improvement(s), "
+                  f"{len(result.changes) - len(result.regressions) - len(result.improvements)} unchanged")
+    if result.regressions:
+        raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -128,4 +129,68 @@ def results_to_markdown(results: Sequence[CaseResult], env: dict[str, Any], comm
         rates = "".join(f"{_fmt_rate(r.throughput(u, 'ours'))} | {_fmt_rate(r.throughput(u, 'torch'))} | "
                         for u in units)
         lines.append(f"| {r.name} | {_fmt_ms(r.ours)} | {_fmt_ms(r.torch)} | {rates}{r.speedup:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def results_to_csv(results: Sequence[CaseResult], env: dict[str, Any]) -> str:
+    """CSV with one row per case; the environment comes first as '# key: value' comment lines."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    for k, v in env.items():
+        buf.write(f"# {k}: {v}\n")
+    units = sorted({u for r in results for u in r.work})
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["suite", "case", "status", "bigmodel_median_ms", "bigmodel_iqr_ms", "torch_median_ms",
+                     "torch_iqr_ms", "speedup", *[f"bigmodel_{u}_per_s" for u in units],
+                     *[f"torch_{u}_per_s" for u in units], "params", "message"])
+
+    def num(v):
+        return "" if v is None else f"{v:.6g}"
+
+    for r in results:
+        writer.writerow([
+            r.suite, r.name, r.status,
+            num(r.ours.median_ms if r.ours else None), num(r.ours.iqr_ms if r.ours else None),
+            num(r.torch.median_ms if r.torch else None), num(r.torch.iqr_ms if r.torch else None),
+            num(r.speedup), *[num(r.throughput(u, "ours")) for u in units],
+            *[num(r.throughput(u, "torch")) for u in units],
+            json.dumps(r.params, sort_keys=True), r.message,
+        ])
+    return buf.getvalue()
+
+
+def _parallel_backend() -> str:
+    for line in torch.__config__.parallel_info().splitlines():
+        if line.startswith("ATen parallel backend"):
+            return line.strip()
+    return "ATen parallel backend unknown"
+
+
+def environment_report() -> str:
+    """A paste-ready description of this installation for bug reports (`bigmodel info --env`)."""
+    import sys
+
+    import bigmodel
+
+    info = bigmodel.build_info()
+    env = environment()
+    lines = [
+        f"bigmodel:        {env['bigmodel']} (built against torch {info['torch_built_against']}, "
+        f"{info['build_type']}, {info['compiler']})",
+        f"git commit:      {env['git_commit'] or 'n/a (not run from a git checkout)'}",
+        f"torch:           {torch.__version__} (CUDA {torch.version.cuda or 'none'}; {_parallel_backend()})",
+        f"python:          {sys.version.split()[0]} ({platform.python_implementation()})",
+        f"os:              {platform.platform()}",
+        f"cpu:             {env['cpu']} ({bigmodel._C.build_info()['cpu'] or 'no cpuid brand'}), {env['cores']} logical cores",
+        f"threads:         {env['threads']} (torch.get_num_threads)",
+        f"ISA paths:       compiled {', '.join(info['isa_compiled'])}; runnable {', '.join(info['isa_supported'])}; "
+        f"active {info['isa_active']}",
+        f"BIGMODEL_ISA:    {os.environ.get('BIGMODEL_ISA', '(unset)')}",
+        f"OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', '(unset)')}",
+        f"CUDA kernels:    {'compiled for ' + ', '.join(info['cuda_archs']) + ' (' + info['nvcc'] + ')' if info['cuda_compiled'] else 'not compiled'}",
+        f"GPU:             {env['gpu'] or 'none visible'}",
+        f"ops:             {', '.join(op['name'] + '[' + '/'.join(op['backends']) + ']' for op in info['ops'])}",
+    ]
     return "\n".join(lines) + "\n"
