@@ -6,13 +6,15 @@ One extension is built with torch.utils.cpp_extension and ninja, in C++20:
   against the SIMD layer in ``kernels/cpu/simd.h`` and compiled once per ISA path (AVX-512, AVX2,
   generic) with that path's flags only, into separate object folders; the rest of the CPU code is
   compiled once with baseline flags and picks a path at run time. No ``-march=native``.
-* the CUDA kernels in ``kernels/cuda`` and their torch bindings in ``csrc/cuda`` - when
-  ``BIGMODEL_CUDA=1``, or by default when the installed torch is a CUDA build and nvcc is found.
-  No GPU needs to be visible.
+* the CUDA kernels in ``kernels/cuda`` and their torch bindings in ``csrc/cuda`` (every ``.cu``
+  and ``.cpp`` found there) - when ``BIGMODEL_CUDA=1``, or by default when the installed torch is a
+  CUDA build and nvcc is found. No GPU needs to be visible. A CUDA build that cannot be set up or
+  that fails to compile stops the install with what to do (``BIGMODEL_CUDA=0`` builds CPU only).
 
 Environment variables: ``BIGMODEL_CUDA`` (1 forces CUDA on and fails loudly if it cannot be
-built, 0 forces it off), ``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0``), ``MAX_JOBS`` (parallel
-compile jobs, honoured by torch's ninja driver), ``BIGMODEL_DEBUG=1`` (-O0 -g).
+built, 0 forces it off), ``CUDA_HOME`` (the toolkit root; found from the nvcc on PATH otherwise),
+``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0``), ``MAX_JOBS`` (parallel compile jobs, honoured by
+torch's ninja driver), ``BIGMODEL_DEBUG=1`` (-O0 -g; -G for CUDA).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from setuptools import setup
 
 try:
     import torch
-    from torch.utils import cpp_extension
 except ImportError:  # pragma: no cover - message for people who skip the README
     sys.exit(
         "bigmodel builds against the torch that will run it, so torch must be installed first and\n"
@@ -79,28 +80,70 @@ def _rel(paths):
     return sorted(os.path.relpath(p, ROOT) for p in paths)
 
 
+def _has_toolkit(root: str | None) -> bool:
+    return bool(root) and os.path.isfile(os.path.join(root, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(root, "include", "cuda_runtime.h"))
+
+
+def _find_cuda_home() -> str | None:
+    """The CUDA toolkit root, or None when no nvcc can be found.
+
+    $CUDA_HOME / $CUDA_PATH win when set. Otherwise torch guesses the parent of the `nvcc` on PATH,
+    which is wrong when that nvcc is a wrapper script or link outside the toolkit (e.g.
+    /usr/local/bin/nvcc -> /usr/local/cuda-13.0/bin/nvcc makes it guess /usr/local), so we resolve
+    links and, failing that, ask nvcc where it lives.
+    """
+    env = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if env:
+        return env
+    nvcc = shutil.which("nvcc")
+    if nvcc is not None:
+        root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        if _has_toolkit(root):
+            return root
+        try:  # the driver reports its own folder in a dry run: "#$ _HERE_=/usr/local/cuda-13.0/bin"
+            out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                                 capture_output=True, text=True, timeout=60)
+            for line in (out.stdout + out.stderr).splitlines():
+                if line.startswith("#$ _HERE_="):
+                    root = os.path.dirname(line.split("=", 1)[1].strip())
+                    if _has_toolkit(root):
+                        return root
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "/usr/local/cuda" if _has_toolkit("/usr/local/cuda") else None
+
+
 def _want_cuda() -> bool:
     """Decide whether to build the CUDA kernels; fail loudly if they were asked for and can't be."""
     flag = os.environ.get("BIGMODEL_CUDA", "").strip().lower()
     if flag in ("0", "false", "off", "no"):
         return False
-    requested = flag in ("1", "true", "on", "yes")
+    if flag not in ("", "1", "true", "on", "yes"):
+        sys.exit(f"BIGMODEL_CUDA must be 1 (build the CUDA kernels) or 0 (don't), got {flag!r}")
+    requested = flag != ""
     problems = []
     if torch.version.cuda is None:
         problems.append(
             f"the installed torch {torch.__version__} is a CPU-only build "
-            "(install a CUDA build, e.g. `pip install torch==2.14.1`)"
+            "(install a CUDA build first, e.g. `pip install torch==2.14.1`, then rebuild bigmodel)"
         )
-    if cpp_extension.CUDA_HOME is None or not os.path.exists(os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")):
-        problems.append("nvcc was not found (put it on PATH or set CUDA_HOME to the toolkit root)")
+    home = _find_cuda_home()
+    if home is None:
+        problems.append("nvcc was not found (put the CUDA toolkit's bin/ on PATH or set CUDA_HOME to its root)")
+    elif not _has_toolkit(home):
+        problems.append(f"CUDA_HOME={home} holds no CUDA toolkit (expected bin/nvcc and include/cuda_runtime.h)")
     if problems:
         if requested:
             sys.exit(
                 "BIGMODEL_CUDA=1 was set but the CUDA kernels cannot be built:\n  - "
                 + "\n  - ".join(problems)
-                + "\nFix the above, or unset BIGMODEL_CUDA to build the CPU kernels only."
+                + "\nFix the above, or unset BIGMODEL_CUDA (or set BIGMODEL_CUDA=0) to build the CPU kernels only."
             )
+        if torch.version.cuda is not None:  # a CUDA torch without a toolkit: say why CUDA is skipped
+            print("bigmodel: building the CPU kernels only: " + "; ".join(problems), file=sys.stderr)
         return False
+    os.environ["CUDA_HOME"] = home  # for torch.utils.cpp_extension, imported below, and nvcc's children
     return True
 
 
@@ -128,12 +171,21 @@ def _nvcc_version() -> str:
             [os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"), "--version"],
             capture_output=True, text=True, check=True,
         ).stdout
-        return out.strip().splitlines()[-1]
+        # "Cuda compilation tools, release 13.0, V13.0.88" -> "release 13.0, V13.0.88"
+        lines = [ln for ln in out.splitlines() if "release" in ln] or out.strip().splitlines()[-1:]
+        return lines[0].split("tools,", 1)[-1].strip()
     except Exception:  # noqa: BLE001 - informational only
         return "unknown"
 
 
 WITH_CUDA = _want_cuda()
+# torch.utils.cpp_extension settles on CUDA_HOME when first imported, so import it only now that
+# _want_cuda() has put the toolkit it found in the environment; if something imported it earlier,
+# correct its guess.
+from torch.utils import cpp_extension  # noqa: E402
+
+if WITH_CUDA:
+    cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
 DEBUG = os.environ.get("BIGMODEL_DEBUG", "0") == "1"
 if WITH_CUDA:
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -149,8 +201,10 @@ CPU_SOURCES = [
 CSRC_SOURCES = _rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
 CUDA_SOURCES = []
 if WITH_CUDA:
-    CUDA_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cuda", "*.cu")))
-    CUDA_SOURCES += _rel(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cpp")))
+    # Every .cu under kernels/cuda and every binding under csrc/cuda: a new kernel family needs
+    # no change here.
+    CUDA_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cuda", "**", "*.cu"), recursive=True))
+    CUDA_SOURCES += _rel(glob.glob(os.path.join(ROOT, "csrc", "cuda", "**", "*.cpp"), recursive=True))
 
 INCLUDE_DIRS = [os.path.join(ROOT, "kernels", "include"), os.path.join(ROOT, "kernels"), os.path.join(ROOT, "csrc")]
 
@@ -210,30 +264,50 @@ class BuildExt(cpp_extension.BuildExtension):
             ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
 
+    def build_extensions(self):
+        if not WITH_CUDA:
+            return super().build_extensions()
+        try:
+            super().build_extensions()
+        except Exception as exc:  # noqa: BLE001 - any failure of a CUDA build gets the same advice
+            raise SystemExit(
+                f"\nerror: building bigmodel with its CUDA kernels failed: {exc}\n"
+                f"  CUDA toolkit: {cpp_extension.CUDA_HOME} ({_nvcc_version()}); torch {torch.__version__} "
+                f"(CUDA {torch.version.cuda}); TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')}\n"
+                "  The compiler output above shows the first error. Check that nvcc's CUDA major version\n"
+                "  matches torch's, that TORCH_CUDA_ARCH_LIST names architectures this nvcc supports, and\n"
+                "  that the host compiler is one this nvcc accepts.\n"
+                "  To build the CPU kernels only, set BIGMODEL_CUDA=0.\n"
+            ) from exc
+
 
 def make_extension():
     sources = CSRC_SOURCES + CPU_SOURCES + CUDA_SOURCES
     defines = [f"-DBIGMODEL_WITH_CUDA={int(WITH_CUDA)}"]
     extra = {"cxx": COMMON_CXX + defines}
     if WITH_CUDA:
-        nvcc_flags = ["-std=c++20", "-lineinfo", "-Xcompiler", "-fPIC", *(["-G"] if DEBUG else ["-O3", "-DNDEBUG"])]
+        nvcc_flags = ["-std=c++20", "-lineinfo", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
+                      *(["-G"] if DEBUG else ["-O3", "-DNDEBUG"])]
         extra["nvcc"] = nvcc_flags + defines
         ext_cls = cpp_extension.CUDAExtension
-        include_dirs = INCLUDE_DIRS + _pip_cuda_include_dirs()
     else:
         ext_cls = cpp_extension.CppExtension
-        include_dirs = INCLUDE_DIRS
     depends = glob.glob(os.path.join(ROOT, "kernels", "**", "*.h"), recursive=True)
     depends += glob.glob(os.path.join(ROOT, "kernels", "**", "*.cuh"), recursive=True)
     depends += glob.glob(os.path.join(ROOT, "csrc", "**", "*.h"), recursive=True)
-    return ext_cls(
+    ext = ext_cls(
         name="bigmodel._C",
         sources=sources,
-        include_dirs=include_dirs,
+        include_dirs=list(INCLUDE_DIRS),
         depends=depends,
         extra_compile_args=extra,
         extra_link_args=["-fopenmp"],
     )
+    if WITH_CUDA:
+        # After torch's and the toolkit's include folders (CUDAExtension appended those), so the
+        # pip packages only supply headers the toolkit lacks and never shadow its own.
+        ext.include_dirs += _pip_cuda_include_dirs()
+    return ext
 
 
 if shutil.which("ninja") is None and not any(p.endswith("ninja") for p in os.environ.get("PATH", "").split(":")):

@@ -38,8 +38,9 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markd
         sys.stdout.write(json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
     else:
         console.print(render_table(results, title, units))
-        console.print(f"[dim]{env['cpu']}, {env['threads']} threads, ISA {env['isa']}, torch {env['torch']}, "
-                      f"{env['date']}[/]")
+        where = (f"{env['gpu']}" if meta.get("device") == "cuda" else
+                 f"{env['cpu']}, {env['threads']} threads, ISA {env['isa']}")
+        console.print(f"[dim]{where}, torch {env['torch']}, {env['date']}[/]")
         if json_out:
             write_atomic(Path(json_out), json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
             console.print(f"results written to {json_out}")
@@ -111,7 +112,7 @@ def pool(
     cases = pool_bench.cases(configs, ops, layouts, passes, dt, device)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
-          {"suite": "pool", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out, csv_out)
+          {"suite": "pool", "device": device, "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out, csv_out)
 
 
 @app.command()

@@ -67,10 +67,10 @@ Prepared prepare(const char* op, Kind kind, const at::Tensor& self, at::IntArray
   TORCH_CHECK_VALUE(p.kH <= kMax && p.kW <= kMax && p.sH <= kMax && p.sW <= kMax && p.pH <= kMax &&
                         p.pW <= kMax && p.dH <= kMax && p.dW <= kMax,
                     op, ": kernel_size, stride, padding and dilation must be below 2^31");
-  const int64_t effH = (p.kH - 1) * p.dH + 1, effW = (p.kW - 1) * p.dW + 1;
-  TORCH_CHECK_VALUE(p.pH <= effH / 2 && p.pW <= effW / 2, op, ": padding ", pair_str(p.pH, p.pW),
-                    " must be at most half of the ", kind == Kind::max ? "(dilated) " : "", "kernel size ",
-                    pair_str(effH, effW));
+  // torch's rule for max_pool2d_with_indices (what training and CUDA use) and avg_pool2d: at most
+  // half the kernel size, dilation not counted.
+  TORCH_CHECK_VALUE(p.pH <= p.kH / 2 && p.pW <= p.kW / 2, op, ": padding ", pair_str(p.pH, p.pW),
+                    " must be at most half of kernel_size ", pair_str(p.kH, p.kW));
   if (kind == Kind::avg) {
     TORCH_CHECK_VALUE(!divisor_override.has_value() || *divisor_override != 0, op,
                       ": divisor_override must not be zero");

@@ -29,7 +29,7 @@ def random_max_config(rng: random.Random):
         kh, kw = rng.randint(1, 4), rng.randint(1, 4)
         dh, dw = rng.randint(1, 3), rng.randint(1, 3)
         sh, sw = rng.randint(1, 3), rng.randint(1, 3)
-        ph, pw = rng.randint(0, ((kh - 1) * dh + 1) // 2), rng.randint(0, ((kw - 1) * dw + 1) // 2)
+        ph, pw = rng.randint(0, kh // 2), rng.randint(0, kw // 2)
         h, w = rng.randint(1, 19), rng.randint(1, 37)
         ceil = rng.random() < 0.5
         try:
@@ -292,6 +292,8 @@ BAD_INPUTS = [
     (lambda: ops.max_pool2d(torch.randn(1, 1, 8, 8), 9), ValueError, "is the kernel larger than the padded input"),
     (lambda: ops.avg_pool2d(torch.randn(1, 1, 2, 2), 3), ValueError, "output would be empty"),
     (lambda: ops.max_pool2d(torch.randn(1, 1, 8, 8), 2, padding=2), ValueError, "padding (2, 2) must be at most half"),
+    (lambda: ops.max_pool2d(torch.randn(1, 1, 8, 8), 3, padding=2, dilation=2), ValueError,
+     "padding (2, 2) must be at most half of kernel_size (3, 3)"),
     (lambda: ops.avg_pool2d(torch.randn(1, 1, 8, 8), 3, padding=2), ValueError, "must be at most half"),
     (lambda: ops.max_pool2d(torch.randn(1, 1, 8, 8), 2, stride=0), ValueError, "stride must be positive, got (0, 0)"),
     (lambda: ops.max_pool2d(torch.randn(1, 1, 8, 8), (2, -1)), ValueError, "kernel_size must be positive"),

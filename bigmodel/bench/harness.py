@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -34,8 +35,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_once(fn: Callable[[], Any], device: torch.device) -> float:
+# Bigger than the L2 cache of any current GPU (50 MB on H100, 96 MB on B200); zeroing it before
+# each timed call evicts the previous call's tensors, so a call cannot run from a warm L2 that
+# it would not have in a real model.
+_L2_FLUSH_BYTES = 256 * 2**20
+
+
+def _time_once(fn: Callable[[], Any], device: torch.device, l2_flush: torch.Tensor | None = None) -> float:
     if device.type == "cuda":
+        # Events on the current stream of `device` (the caller made it current), which is where
+        # our ops and torch's launch. The flush is queued before the start event, so it is not
+        # timed; end.synchronize() waits for everything fn queued.
+        if l2_flush is not None:
+            l2_flush.zero_()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -56,19 +68,24 @@ def measure(
 ) -> dict[str, Timing]:
     """Times each function after `warmup` calls; rounds alternate between the functions (A B A B
     ...) so that drift in the machine's speed falls on all of them alike. Stops early, after at
-    least 3 rounds, once `max_seconds` have passed."""
+    least 3 rounds, once `max_seconds` have passed. On CUDA each call is timed with CUDA events
+    on the device's current stream, from a cold L2 cache."""
     device = torch.device(device)
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-        _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    t_start = time.perf_counter()
-    for r in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_time_once(fn, device))
-        if max_seconds is not None and r >= 2 and time.perf_counter() - t_start > max_seconds:
-            break
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        l2_flush = torch.empty(_L2_FLUSH_BYTES, dtype=torch.uint8, device=device) if device.type == "cuda" else None
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+            _sync(device)
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        t_start = time.perf_counter()
+        for r in range(repeats):
+            for name, fn in fns.items():
+                times[name].append(_time_once(fn, device, l2_flush))
+            if max_seconds is not None and r >= 2 and time.perf_counter() - t_start > max_seconds:
+                break
     return {name: Timing(ts) for name, ts in times.items()}
 
 

@@ -142,6 +142,8 @@ bool random_params(Pool2dParams& p, bool max) {
   p.sW = bmtest::randint(1, 3);
   p.dH = max ? bmtest::randint(1, 3) : 1;
   p.dW = max ? bmtest::randint(1, 3) : 1;
+  // beyond torch's padding rule on purpose: the kernels must also handle windows that lie
+  // wholly in the padding (the binding rejects them, the kernels must not misbehave)
   p.pH = bmtest::randint(0, ((p.kH - 1) * p.dH + 1) / 2);
   p.pW = bmtest::randint(0, ((p.kW - 1) * p.dW + 1) / 2);
   const bool ceil = bmtest::coin();
