@@ -53,7 +53,7 @@ def download(
             where = download_mnist(dir_, mirror or None, report, force=force, timeout=timeout)
         except BigmodelError as exc:
             progress.stop()
-            err_console.print(f"[red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
     console.print(f"MNIST is in {where} (SHA-256 verified); train on it with "
                   f"`bigmodel train --data mnist --data-dir {where}`", highlight=False)

@@ -36,7 +36,7 @@ def evaluate(
         check_backend(backend)
         res = evaluate_checkpoint(checkpoint, split, data, data_dir, batch_size, backend, device)
     except BigmodelError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if results_file is not None:
         write_atomic(results_file, json.dumps(res, indent=2) + "\n")

@@ -39,7 +39,7 @@ def _list_models(value: bool) -> None:
 
 def _fail(exc: BaseException, code: int = 2, rank: int = 0, world: int = 1) -> None:
     prefix = f"[rank {rank}] " if world > 1 else ""
-    err_console.print(f"[red]error:[/] {prefix}{exc}", highlight=False)
+    err_console.print(f"[red]error:[/] {prefix}{exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -109,6 +109,10 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:
     """Coerce and check one value against the TrainConfig field's type."""
+    if typing.get_origin(hint) is dict:
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"option {key!r} must be a mapping, got {value!r}")
+        return dict(value or {})
     args = typing.get_args(hint)
     optional = type(None) in args
     if value is None:
@@ -138,8 +142,6 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"option {key!r} must be a string, got {value!r}")
         return value
-    if typing.get_origin(base) is dict:
-        return dict(value or {})
     return value
 
 
