@@ -28,7 +28,9 @@ def layers_line(info: dict[str, Any]) -> str | None:
     layers = info["layers"]
     if info["backend"] != "bigmodel":
         return None
-    ours = ", ".join(layers["bigmodel"]) or "none"
+    if not layers["bigmodel"] and not layers["fallback"]:
+        return f"bigmodel.nn layers: none in {info['model']} (its layers are torch.nn's by design)"
+    ours = ", ".join(layers["bigmodel"]) or "none yet"
     line = f"bigmodel.nn layers: {ours}"
     if layers["fallback"]:
         line += (f"; falling back to torch.nn for {', '.join(layers['fallback'])} "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_curves(path: str | Path, records: list[dict[str, Any]], task: str) -> None:
+def plot_curves(path: str | Path, records: list[dict[str, Any]], task: str, title: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -32,6 +32,8 @@ def plot_curves(path: str | Path, records: list[dict[str, Any]], task: str) -> N
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -305,7 +305,8 @@ class Trainer:
         def finish(status: str) -> TrainResult:
             if main:
                 _write_metrics(run_dir, records)
-                _plot(run_dir, records, spec.task, self.reporter)
+                _plot(run_dir, records, spec.task, self.reporter,
+                      f"{cfg.model} on {bundle.name}, backend {cfg.backend}")
             return TrainResult(run_dir, records, status, epoch, step, best, layers,
                                time.perf_counter() - t_start, _unwrap(net))
 
@@ -428,13 +429,13 @@ def _write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
     _io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
 
-def _plot(run_dir: Path, records: list[dict[str, Any]], task: str, reporter: Reporter) -> None:
+def _plot(run_dir: Path, records: list[dict[str, Any]], task: str, reporter: Reporter, title: str) -> None:
     if not records:
         return
     try:
         from .plot import plot_curves
 
-        plot_curves(run_dir / "curves.png", records, task)
+        plot_curves(run_dir / "curves.png", records, task, title)
     except ImportError as exc:
         reporter.on_message(f"no plot written ({exc}); `pip install matplotlib` for curves.png")
 
