@@ -107,13 +107,13 @@ def train_epoch(
                                               help="Model(s) to time (repeatable). Default: cnn, lstm, transformer, mlp."),
     data: str = typer.Option("embedded", "--data", help="Dataset, as for `bigmodel train`."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size (default: the model's)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Time this many steps instead of a full epoch."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Cycle through this many batches (default: an epoch's)."),
     threads: Optional[int] = THREADS,
-    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed epochs per side before timing."),
-    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed epochs per side (median and IQR reported)."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed steps per side before timing."),
+    repeats: int = typer.Option(126, "--repeats", min=1, help="Timed steps per side, alternating (median and IQR)."),
     json_out: Optional[str] = JSON_OUT,
 ) -> None:
-    """Time per training epoch: --backend bigmodel against --backend torch, same weights and data."""
+    """Time per training step and epoch: --backend bigmodel against --backend torch, same weights and data."""
     import_bigmodel()
     from bigmodel.bench import train as train_bench
     from bigmodel.errors import BigmodelError
@@ -125,5 +125,10 @@ def train_epoch(
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
-    _emit(results, "training epoch: --backend bigmodel vs --backend torch", ["samples"], json_out,
+    _emit(results, "training step: --backend bigmodel vs --backend torch", ["samples"], json_out,
           {"suite": "train", "warmup": warmup, "repeats": repeats})
+    if json_out != "-":
+        from bigmodel.bench.train import epoch_lines
+
+        for line in epoch_lines(results):
+            console.print(line, highlight=False)
