@@ -99,4 +99,3 @@ def pool(
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
           {"suite": "pool", "warmup": warmup, "repeats": repeats})
-
