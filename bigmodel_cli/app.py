@@ -89,9 +89,12 @@ def info(
 
 
 def _register_subcommands() -> None:
-    from . import bench
+    from . import bench, bench_train, data, evaluate, train  # noqa: F401 - bench_train adds `bench train`
 
     app.add_typer(bench.app, name="bench")
+    app.command("train", context_settings={"help_option_names": ["--help", "-h"]})(train.train)
+    app.command("eval")(evaluate.evaluate)
+    app.add_typer(data.app, name="data")
 
 
 _register_subcommands()
