@@ -1,0 +1,553 @@
+// Depthwise convolution (groups == IC == OC: one KH x KW filter per channel) on the CPU: forward,
+// gradient w.r.t. the input and w.r.t. weight and bias, NCHW and NHWC, any stride, padding and
+// dilation. Compiled once per ISA path (kernels/cpu/simd.h).
+//
+// There is no reduction over channels, so the general direct tile (conv_direct_kernel.cpp) would
+// use one lane in Vec::size. Instead:
+// - NCHW: one (n, c) plane at a time, a 2-D stencil vectorised along output columns. The plane is
+//   staged zero-padded in scratch (small: it stays in L1/L2), each output vector is the sum of
+//   KH*KW (strided) vector loads times broadcast weights. The input gradient is the same stencil
+//   with the kernel flipped when the stride is 1, and a scatter into a padded plane otherwise.
+//   The weight gradient is split by channel (a thread owns a channel for all n): a vector
+//   accumulator per tap, reduced across lanes at the end of each plane.
+// - NHWC: vectorised along channels; a tile is NP pixels x one channel vector, taps read a
+//   zero-padded band of rows as in the direct kernels. Strided input gradients use the same
+//   phase decomposition as conv_direct_kernel.cpp. The weight gradient keeps one partial per
+//   thread, summed in a fixed order after a barrier.
+//
+// A depthwise convolution does 2*KH*KW flops per output element against 2 elements of traffic,
+// so it is bound by memory bandwidth at realistic sizes; the aim here is one pass over each
+// tensor, no transposes, and full vectors.
+#include <omp.h>
+
+#include "bigmodel/conv.h"
+#include "cpu/conv/conv_common.h"
+#include "cpu/simd.h"
+
+namespace bigmodel::cpu::BIGMODEL_ISA_NS {
+namespace {
+
+// Lanes i < n read p[i * s]; `room` elements from p are readable.
+template <typename T>
+BM_INLINE Vec<T> load_cols(const T* p, int64_t s, int n, int64_t room) {
+  using V = Vec<T>;
+  if (s == 1) return V::load(p, n);
+  if (s == 2) return n == V::size && room >= 2 * V::size ? V::load_even(p) : V::load_even(p, n);
+  return V::load_strided(p, s, n);
+}
+
+template <typename T>
+BM_INLINE T hsum(Vec<T> v) {
+  T tmp[Vec<T>::size];
+  v.store(tmp);
+  T s = T(0);
+  for (int i = 0; i < Vec<T>::size; ++i) s += tmp[i];
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NCHW: planes
+// ---------------------------------------------------------------------------------------------
+
+// A padded plane: element (r, c) at base[r * ld + c], `cols` columns readable per row.
+template <typename T>
+struct Plane {
+  const T* base;
+  int64_t ld, cols;
+};
+
+// out[oh * OW + ow] = bias + sum_{kh, kw} w[kh * KW + kw] * in(oh * sH + kh * dH, ow * sW + kw * dW)
+// for NB vectors of columns starting at ow (lanes < n in the last one when n < size).
+template <typename T, int NB>
+BM_INLINE void stencil_block(const Plane<T>& in, T* out_row, const T* w, T bias, int64_t oh, int64_t ow,
+                             int64_t KH, int64_t KW, int64_t sH, int64_t sW, int64_t dH, int64_t dW, int n) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  V acc[NB];
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) acc[b] = V::broadcast(bias);
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const T* row = in.base + (oh * sH + kh * dH) * in.ld;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      const V wv = V::broadcast(w[kh * KW + kw]);
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) {
+        const int64_t col = (ow + b * S) * sW + kw * dW;
+        acc[b] = V::fma(load_cols(row + col, sW, b == NB - 1 ? n : S, in.cols - col), wv, acc[b]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) acc[b].store(out_row + ow + b * S, b == NB - 1 ? n : S);
+}
+
+template <typename T>
+void stencil_plane(const Plane<T>& in, T* out, int64_t OH, int64_t OW, const T* w, T bias, int64_t KH, int64_t KW,
+                   int64_t sH, int64_t sW, int64_t dH, int64_t dW) {
+  constexpr int S = Vec<T>::size;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    T* orow = out + oh * OW;
+    int64_t ow = 0;
+    for (; ow + 4 * S <= OW; ow += 4 * S) stencil_block<T, 4>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, S);
+    for (; ow + S <= OW; ow += S) stencil_block<T, 1>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, S);
+    if (ow < OW) {
+      if (OW >= S)  // recompute an overlapping full vector rather than a masked one
+        stencil_block<T, 1>(in, orow, w, bias, oh, OW - S, KH, KW, sH, sW, dH, dW, S);
+      else
+        stencil_block<T, 1>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, static_cast<int>(OW - ow));
+    }
+  }
+}
+
+template <typename T>
+void forward_nchw(const Conv2dParams& p) {
+  const int64_t C = p.IC, taps = p.KH * p.KW;
+  const int64_t Hb = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const T* x = static_cast<const T*>(p.input);
+  const T* w = static_cast<const T*>(p.weight);
+  const T* bias = static_cast<const T*>(p.bias);
+  T* y = static_cast<T*>(p.output);
+  const int64_t planes = p.N * C;
+  const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
+  const int64_t per_thread = round_up(Hb * Wb, 16);
+  T* scratch = alloc_scratch<T>(per_thread * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t i0, i1;
+    split_range(planes, tid, omp_get_num_threads(), i0, i1);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i % C;
+      const Band<T> b = make_band(x + i * p.H * p.W, Layout::nchw, 1, p.H, p.W, -p.pH, Hb, -p.pW, Wb, false,
+                                  scratch + tid * per_thread);
+      stencil_plane(Plane<T>{b.base, b.rs, Wb}, y + i * p.OH * p.OW, p.OH, p.OW, w + c * taps,
+                    bias != nullptr ? bias[c] : T(0), p.KH, p.KW, p.sH, p.sW, p.dH, p.dW);
+    }
+  }
+  free_scratch(scratch);
+}
+
+template <typename T>
+void backward_input_nchw(const Conv2dParams& p) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  const int64_t C = p.IC, taps = p.KH * p.KW;
+  const T* dy = static_cast<const T*>(p.grad_output);
+  const T* w = static_cast<const T*>(p.weight);
+  T* dx = static_cast<T*>(p.grad_input);
+  const int64_t planes = p.N * C;
+  const bool unit_stride = p.sH == 1 && p.sW == 1;
+  // stride 1: dx = stencil of grad_output padded by (K-1)*d - p with the flipped kernel.
+  const int64_t qH = (p.KH - 1) * p.dH - p.pH, qW = (p.KW - 1) * p.dW - p.pW;
+  const int64_t Hb1 = p.H + (p.KH - 1) * p.dH, Wb1 = p.W + (p.KW - 1) * p.dW;
+  // stride > 1: scatter into a padded plane covering rows [-pH, -pH + HbS), columns [-pW, -pW + WbS)
+  const int64_t HbS = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1, WbS = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const int64_t per_thread = round_up(unit_stride ? Hb1 * Wb1 + taps : HbS * (WbS + 2 * S), 16);
+  const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
+  T* scratch = alloc_scratch<T>(per_thread * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    T* buf = scratch + tid * per_thread;
+    int64_t i0, i1;
+    split_range(planes, tid, omp_get_num_threads(), i0, i1);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i % C;
+      const T* wc = w + c * taps;
+      T* dxp = dx + i * p.H * p.W;
+      if (unit_stride) {
+        T* wf = buf + Hb1 * Wb1;  // flipped kernel
+        for (int64_t t = 0; t < taps; ++t) wf[t] = wc[taps - 1 - t];
+        const Band<T> b = make_band(dy + i * p.OH * p.OW, Layout::nchw, 1, p.OH, p.OW, -qH, Hb1, -qW, Wb1, false, buf);
+        stencil_plane(Plane<T>{b.base, b.rs, Wb1}, dxp, p.H, p.W, wf, T(0), p.KH, p.KW, 1, 1, p.dH, p.dW);
+        continue;
+      }
+      // acc(oh*sH + kh*dH, ow*sW + kw*dW) += w[kh, kw] * dy[oh, ow]; rows are WbS + 2S wide so that
+      // the interleaved adds of the stride-2 path may touch up to 2S - 1 columns past WbS.
+      const int64_t ld = WbS + 2 * S;
+      fill_zero(buf, HbS * ld);
+      const T* dyp = dy + i * p.OH * p.OW;
+      for (int64_t oh = 0; oh < p.OH; ++oh) {
+        const T* drow = dyp + oh * p.OW;
+        for (int64_t kh = 0; kh < p.KH; ++kh) {
+          T* arow = buf + (oh * p.sH + kh * p.dH) * ld;
+          for (int64_t kw = 0; kw < p.KW; ++kw) {
+            const T wv = wc[kh * p.KW + kw];
+            T* a = arow + kw * p.dW;
+            int64_t ow = 0;
+            if (p.sW == 2) {
+              const V wvec = V::broadcast(wv);
+              for (; ow + S <= p.OW; ow += S) V::add_interleaved(a + 2 * ow, V::load(drow + ow) * wvec, V::zero());
+            }
+            for (; ow < p.OW; ++ow) a[ow * p.sW] += wv * drow[ow];
+          }
+        }
+      }
+      for (int64_t ih = 0; ih < p.H; ++ih) {
+        const int64_t r = ih + p.pH;
+        T* drow = dxp + ih * p.W;
+        for (int64_t iw = 0; iw < p.W; ++iw) {
+          const int64_t cc = iw + p.pW;
+          drow[iw] = r < HbS && cc < WbS ? buf[r * ld + cc] : T(0);
+        }
+      }
+    }
+  }
+  free_scratch(scratch);
+}
+
+// Tap accumulators per pass over a plane (registers: kTapChunk + a few).
+constexpr int kTapChunk = 12;
+
+template <typename T>
+void backward_weight_nchw(const Conv2dParams& p) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  const int64_t C = p.IC, taps = p.KH * p.KW;
+  const int64_t Hb = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const T* x = static_cast<const T*>(p.input);
+  const T* dy = static_cast<const T*>(p.grad_output);
+  T* dw = static_cast<T*>(p.grad_weight);
+  T* db = static_cast<T*>(p.grad_bias);
+  const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
+  const int64_t per_thread = round_up(Hb * Wb, 16);
+  T* scratch = alloc_scratch<T>(per_thread * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t c0, c1;
+    split_range(C, tid, omp_get_num_threads(), c0, c1);  // a thread owns whole channels: no partials
+    for (int64_t c = c0; c < c1; ++c) {
+      T* dwc = dw + c * taps;
+      fill_zero(dwc, taps);
+      T bsum = T(0);
+      for (int64_t n = 0; n < p.N; ++n) {
+        const int64_t plane = n * C + c;
+        const Band<T> b = make_band(x + plane * p.H * p.W, Layout::nchw, 1, p.H, p.W, -p.pH, Hb, -p.pW, Wb, false,
+                                    scratch + tid * per_thread);
+        const T* dyp = dy + plane * p.OH * p.OW;
+        if (db != nullptr) {
+          V s = V::zero();
+          int64_t k = 0;
+          for (; k + S <= p.OH * p.OW; k += S) s = s + V::load(dyp + k);
+          bsum += hsum(s);
+          for (; k < p.OH * p.OW; ++k) bsum += dyp[k];
+        }
+        for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk) {
+          const int nt_ = static_cast<int>(min64(kTapChunk, taps - t0));
+          V acc[kTapChunk];
+          for (int t = 0; t < kTapChunk; ++t) acc[t] = V::zero();
+          for (int64_t oh = 0; oh < p.OH; ++oh) {
+            const T* drow = dyp + oh * p.OW;
+            for (int64_t ow = 0; ow < p.OW; ow += S) {
+              const int n_ = static_cast<int>(min64(S, p.OW - ow));
+              const V d = V::load(drow + ow, n_);  // lanes >= n_ are zero, so their inputs do not count
+              for (int t = 0; t < nt_; ++t) {
+                const int64_t kh = (t0 + t) / p.KW, kw = (t0 + t) % p.KW;
+                const T* row = b.base + (oh * p.sH + kh * p.dH) * b.rs;
+                const int64_t col = ow * p.sW + kw * p.dW;
+                acc[t] = V::fma(d, load_cols(row + col, p.sW, n_, Wb - col), acc[t]);
+              }
+            }
+          }
+          for (int t = 0; t < nt_; ++t) dwc[t0 + t] += hsum(acc[t]);
+        }
+      }
+      if (db != nullptr) db[c] = bsum;
+    }
+  }
+  free_scratch(scratch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NHWC: channel vectors
+// ---------------------------------------------------------------------------------------------
+
+// out_j[l] = init[l] + sum_t w[t][l] * in_j[off[t] + l] for lanes l < n (n = size except at the
+// channel tail).
+template <typename T, int NP>
+BM_INLINE void dw_tile(const T* const* in, const int64_t* off, const T* const* w, int ntaps, T* const* out,
+                       const T* init, int n) {
+  using V = Vec<T>;
+  V acc[NP];
+  const V b = init != nullptr ? V::load(init, n) : V::zero();
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) acc[j] = b;
+  for (int t = 0; t < ntaps; ++t) {
+    const V wv = V::load(w[t], n);
+    const int64_t o = off[t];
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; ++j) acc[j] = V::fma(V::load(in[j] + o, n), wv, acc[j]);
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) acc[j].store(out[j], n);
+}
+
+constexpr int kDwNP = 8;
+
+// Every channel of pixels [0, npix); pixel(q, in, out) gives pixel q's input (before the tap
+// offset) and output pointers at channel 0; weights are w[t] + c for channel c.
+template <typename T, typename PixelFn>
+void dw_pixels(int64_t npix, int64_t C, const PixelFn& pixel, const int64_t* off, const T* const* w, int ntaps,
+               const T* init, const T** wc) {
+  constexpr int S = Vec<T>::size;
+  const T* in[kDwNP];
+  T* out[kDwNP];
+  for (int64_t q0 = 0; q0 < npix; q0 += kDwNP) {
+    const int np = static_cast<int>(min64(kDwNP, npix - q0));
+    for (int j = 0; j < np; ++j) pixel(q0 + j, in[j], out[j]);
+    for (int64_t c = 0; c < C; c += S) {
+      const int n = static_cast<int>(min64(S, C - c));
+      const T* inc[kDwNP];
+      T* outc[kDwNP];
+      for (int j = 0; j < kDwNP; ++j) {
+        inc[j] = (j < np ? in[j] : in[0]) + c;
+        outc[j] = (j < np ? out[j] : out[0]) + c;  // a repeated pixel stores the same values again
+      }
+      for (int t = 0; t < ntaps; ++t) wc[t] = w[t] + c;
+      dw_tile<T, kDwNP>(inc, off, wc, ntaps, outc, init != nullptr ? init + c : nullptr, n);
+    }
+  }
+}
+
+// Rows per band for the NHWC paths (as the direct kernels: band + output about 256 KiB).
+int64_t dw_band_rows(int64_t N, int64_t out_rows, int64_t bytes_per_row, int nt) {
+  int64_t R = max64(1, (256 * 1024) / max64(1, bytes_per_row));
+  R = min64(R, out_rows);
+  const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
+  if (want_bands > 1) R = min64(R, max64(1, ceil_div(out_rows, want_bands)));
+  return ceil_div(out_rows, ceil_div(out_rows, R));
+}
+
+template <typename T>
+void forward_nhwc(const Conv2dParams& p) {
+  const int64_t C = p.IC, taps = p.KH * p.KW;
+  const T* x = static_cast<const T*>(p.input);
+  const T* wsrc = static_cast<const T*>(p.weight);
+  const T* bias = static_cast<const T*>(p.bias);
+  T* y = static_cast<T*>(p.output);
+  T* wt = alloc_scratch<T>(taps * C);  // [t][c]
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[t * C + c] = wsrc[c * taps + t];
+  const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
+  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * Wb + p.OW) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
+  const int64_t band_sz = band_elems(C, (R - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb);
+  const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
+  T* scratch = alloc_scratch<T>(round_up(band_sz, 16) * nt);
+  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
+  const T** ptrs = alloc_scratch<const T*>(2 * taps * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t* off = offs + tid * taps;
+    const T** wp = ptrs + 2 * tid * taps;
+    const T** wc = wp + taps;
+    int64_t i0, i1;
+    split_range(items, tid, omp_get_num_threads(), i0, i1);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / nb, oh0 = (item % nb) * R, rows = min64(R, p.OH - oh0);
+      const Band<T> band = make_band(x + n * C * p.H * p.W, Layout::nhwc, C, p.H, p.W, oh0 * p.sH - p.pH,
+                                     (rows - 1) * p.sH + (p.KH - 1) * p.dH + 1, -p.pW, Wb, true,
+                                     scratch + tid * round_up(band_sz, 16));
+      for (int64_t t = 0; t < taps; ++t) {
+        off[t] = (t / p.KW) * p.dH * band.rs + (t % p.KW) * p.dW * band.cs;
+        wp[t] = wt + t * C;
+      }
+      T* ybase = y + (n * p.OH + oh0) * p.OW * C;
+      auto pixel = [&](int64_t q, const T*& in, T*& out) {
+        const int64_t r = q / p.OW, c = q - r * p.OW;
+        in = band.base + r * p.sH * band.rs + c * p.sW * band.cs;
+        out = ybase + q * C;
+      };
+      dw_pixels<T>(rows * p.OW, C, pixel, off, wp, static_cast<int>(taps), bias, wc);
+    }
+  }
+  free_scratch(ptrs);
+  free_scratch(offs);
+  free_scratch(scratch);
+  free_scratch(wt);
+}
+
+template <typename T>
+void backward_input_nhwc(const Conv2dParams& p) {
+  const int64_t C = p.IC, taps = p.KH * p.KW;
+  const T* dy = static_cast<const T*>(p.grad_output);
+  const T* wsrc = static_cast<const T*>(p.weight);
+  T* dx = static_cast<T*>(p.grad_input);
+  T* wt = alloc_scratch<T>(taps * C);  // [t][c]
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < taps; ++t) wt[t * C + c] = wsrc[c * taps + t];
+  const int64_t owb0 = floor_div(p.pW - (p.KW - 1) * p.dW, p.sW);
+  const int64_t Wb = floor_div(p.W - 1 + p.pW, p.sW) - owb0 + 1;
+  const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
+  const int64_t R = dw_band_rows(p.N, p.H, (ceil_div(Wb, p.sH) + p.W) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t nb = ceil_div(p.H, R), items = p.N * nb;
+  auto oh_range = [&](int64_t ih0, int64_t ih1, int64_t& ohb0, int64_t& Rb) {
+    ohb0 = floor_div(ih0 + p.pH - (p.KH - 1) * p.dH, p.sH);
+    Rb = floor_div(ih1 - 1 + p.pH, p.sH) - ohb0 + 1;
+  };
+  int64_t Rb_max = 1;
+  for (int64_t b = 0; b < nb; ++b) {
+    int64_t o, r;
+    oh_range(b * R, min64(p.H, b * R + R), o, r);
+    Rb_max = max64(Rb_max, r);
+  }
+  const int64_t band_sz = round_up(band_elems(C, Rb_max, Wb), 16);
+  const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
+  T* scratch = alloc_scratch<T>(band_sz * nt);
+  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
+  const T** ptrs = alloc_scratch<const T*>(2 * taps * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t* off = offs + tid * taps;
+    const T** wp = ptrs + 2 * tid * taps;
+    const T** wc = wp + taps;
+    int64_t i0, i1;
+    split_range(items, tid, omp_get_num_threads(), i0, i1);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / nb, ih0 = (item % nb) * R, ih1 = min64(p.H, ih0 + R);
+      int64_t ohb0, Rb;
+      oh_range(ih0, ih1, ohb0, Rb);
+      const Band<T> band = make_band(dy + n * C * p.OH * p.OW, Layout::nhwc, C, p.OH, p.OW, ohb0, Rb, owb0, Wb, true,
+                                     scratch + tid * band_sz);
+      T* xbase = dx + (n * p.H + ih0) * p.W * C;
+      for (int64_t rh = 0; rh < p.sH; ++rh) {
+        const int64_t ihf = ih0 + pos_mod(rh - (ih0 + p.pH), p.sH);
+        const int64_t nh = ihf < ih1 ? ceil_div(ih1 - ihf, p.sH) : 0;
+        for (int64_t rw = 0; rw < p.sW; ++rw) {
+          const int64_t iwf = pos_mod(rw - p.pW, p.sW);
+          const int64_t nw = iwf < p.W ? ceil_div(p.W - iwf, p.sW) : 0;
+          if (nh == 0 || nw == 0) continue;
+          int ntaps = 0;
+          for (int64_t kh = 0; kh < p.KH; ++kh) {
+            if ((kh * p.dH) % p.sH != rh) continue;
+            for (int64_t kw = 0; kw < p.KW; ++kw) {
+              if ((kw * p.dW) % p.sW != rw) continue;
+              off[ntaps] = -((kh * p.dH - rh) / p.sH) * band.rs - ((kw * p.dW - rw) / p.sW) * band.cs;
+              wp[ntaps++] = wt + (kh * p.KW + kw) * C;
+            }
+          }
+          const int64_t r0 = (ihf + p.pH - rh) / p.sH - ohb0, c0 = (iwf + p.pW - rw) / p.sW - owb0;
+          auto pixel = [&](int64_t q, const T*& in, T*& out) {
+            const int64_t i = q / nw, j = q - i * nw;
+            in = band.base + (r0 + i) * band.rs + (c0 + j) * band.cs;
+            out = xbase + ((ihf - ih0 + i * p.sH) * p.W + iwf + j * p.sW) * C;
+          };
+          dw_pixels<T>(nh * nw, C, pixel, off, wp, ntaps, nullptr, wc);
+        }
+      }
+    }
+  }
+  free_scratch(ptrs);
+  free_scratch(offs);
+  free_scratch(scratch);
+  free_scratch(wt);
+}
+
+template <typename T>
+void backward_weight_nhwc(const Conv2dParams& p) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  const int64_t C = p.IC, taps = p.KH * p.KW, Cs = round_up(C, S);
+  const T* x = static_cast<const T*>(p.input);
+  const T* dy = static_cast<const T*>(p.grad_output);
+  T* dw = static_cast<T*>(p.grad_weight);
+  T* db = static_cast<T*>(p.grad_bias);
+  const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
+  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * Wb + p.OW) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
+  const int64_t band_sz = band_elems(C, (R - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb);
+  const int64_t partial_sz = (taps + 1) * Cs;  // [t][Cs], then bias [Cs]
+  const int64_t per_thread = round_up(partial_sz + band_sz, 16);
+  const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
+  T* scratch = alloc_scratch<T>(per_thread * nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    T* partial = scratch + tid * per_thread;
+    T* dbp = partial + taps * Cs;
+    fill_zero(partial, partial_sz);
+    int64_t i0, i1;
+    split_range(items, tid, nth, i0, i1);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / nb, oh0 = (item % nb) * R, rows = min64(R, p.OH - oh0);
+      const Band<T> band = make_band(x + n * C * p.H * p.W, Layout::nhwc, C, p.H, p.W, oh0 * p.sH - p.pH,
+                                     (rows - 1) * p.sH + (p.KH - 1) * p.dH + 1, -p.pW, Wb, true,
+                                     partial + partial_sz);
+      const T* dyb = dy + (n * p.OH + oh0) * p.OW * C;
+      for (int64_t c = 0; c < C; c += S) {
+        const int nl = static_cast<int>(min64(S, C - c));
+        if (db != nullptr) {
+          V s = V::load(dbp + c);
+          for (int64_t q = 0; q < rows * p.OW; ++q) s = s + V::load(dyb + q * C + c, nl);
+          s.store(dbp + c);
+        }
+        for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk) {
+          const int ntc = static_cast<int>(min64(kTapChunk, taps - t0));
+          int64_t off[kTapChunk];
+          V acc[kTapChunk];
+          for (int t = 0; t < kTapChunk; ++t) {
+            const int64_t tt = t0 + (t < ntc ? t : 0);
+            off[t] = (tt / p.KW) * p.dH * band.rs + (tt % p.KW) * p.dW * band.cs + c;
+            acc[t] = V::zero();
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            const T* xr = band.base + r * p.sH * band.rs;
+            const T* dr = dyb + r * p.OW * C + c;
+            for (int64_t ow = 0; ow < p.OW; ++ow) {
+              const V d = V::load(dr + ow * C, nl);
+              const T* xp = xr + ow * p.sW * band.cs;
+              for (int t = 0; t < ntc; ++t) acc[t] = V::fma(d, V::load(xp + off[t], nl), acc[t]);
+            }
+          }
+          for (int t = 0; t < ntc; ++t) (V::load(partial + (t0 + t) * Cs + c) + acc[t]).store(partial + (t0 + t) * Cs + c);
+        }
+      }
+    }
+#pragma omp barrier
+    int64_t c0, c1;
+    split_range(C, tid, nth, c0, c1);
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t t = 0; t < taps; ++t) {
+        T s = T(0);
+        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + t * Cs + c];
+        dw[c * taps + t] = s;
+      }
+      if (db != nullptr) {
+        T s = T(0);
+        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + taps * Cs + c];
+        db[c] = s;
+      }
+    }
+  }
+  free_scratch(scratch);
+}
+
+}  // namespace
+
+void conv2d_depthwise_forward(const Conv2dParams& p) {
+  if (p.dtype == DType::f64)
+    p.layout == Layout::nchw ? forward_nchw<double>(p) : forward_nhwc<double>(p);
+  else
+    p.layout == Layout::nchw ? forward_nchw<float>(p) : forward_nhwc<float>(p);
+}
+
+void conv2d_depthwise_backward_input(const Conv2dParams& p) {
+  if (p.dtype == DType::f64)
+    p.layout == Layout::nchw ? backward_input_nchw<double>(p) : backward_input_nhwc<double>(p);
+  else
+    p.layout == Layout::nchw ? backward_input_nchw<float>(p) : backward_input_nhwc<float>(p);
+}
+
+void conv2d_depthwise_backward_weight(const Conv2dParams& p) {
+  if (p.dtype == DType::f64)
+    p.layout == Layout::nchw ? backward_weight_nchw<double>(p) : backward_weight_nhwc<double>(p);
+  else
+    p.layout == Layout::nchw ? backward_weight_nchw<float>(p) : backward_weight_nhwc<float>(p);
+}
+
+}  // namespace bigmodel::cpu::BIGMODEL_ISA_NS
