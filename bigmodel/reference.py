@@ -26,6 +26,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return F.avg_pool2d(_f64(input), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return F.conv2d(_f64(input), _f64(weight), None if bias is None else _f64(bias), stride, padding, dilation, groups)
+
+
 def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -> list[torch.Tensor]:
     """Gradients of sum(fn(*inputs) * grad_output) w.r.t. `inputs`, in float64."""
     xs = [x.detach().to(torch.float64).requires_grad_(True) for x in inputs]
