@@ -42,6 +42,10 @@ struct Conv2dParams {
   void* grad_input = nullptr;
   void* grad_weight = nullptr;
   void* grad_bias = nullptr;
+
+  // CUDA backward-weight only: device scratch of cuda::conv2d_backward_weight_workspace_bytes(p)
+  // bytes (per-split partial sums of the weight gradient, reduced in a fixed order).
+  void* workspace = nullptr;
 };
 
 // Output length along one dimension for a padded extent `in + pad_begin + pad_end`:
@@ -63,6 +67,8 @@ namespace cuda {
 void conv2d_forward(const Conv2dParams& p, void* stream);
 void conv2d_backward_input(const Conv2dParams& p, void* stream);
 void conv2d_backward_weight(const Conv2dParams& p, void* stream);
+// Bytes of p.workspace that conv2d_backward_weight needs on the current device (0 if none).
+int64_t conv2d_backward_weight_workspace_bytes(const Conv2dParams& p);
 }  // namespace cuda
 
 }  // namespace bigmodel
