@@ -7,11 +7,11 @@
 //   gemm_pack(x, side)                             x packed as operand 'a' or 'b' (uint8 buffer)
 //   gemm_prepacked(a, b, c=None, alpha, beta)      as gemm; a and/or b may be gemm_pack buffers
 //   _gemm_epilogue(c, a, b, bias, ...)             tests: bias / relu / tile callback / single-thread entry
-#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -36,6 +36,38 @@ static_assert(sizeof(PackedHeader) <= kHeaderBytes);
 constexpr char kMagic[8] = {'B', 'M', 'G', 'E', 'M', 'M', 'P', '1'};
 
 bool is_packed(const at::Tensor& t) { return t.scalar_type() == at::kByte; }
+
+// Whether two elements of a 2-D tensor may share memory (an expanded or as_strided view). The
+// test is sufficient for safety: the inner (smaller-stride) dimension must fit inside one step
+// of the outer one.
+bool may_self_overlap(const at::Tensor& t) {
+  int64_t s0 = t.size(0) > 1 ? std::abs(t.stride(0)) : -1, s1 = t.size(1) > 1 ? std::abs(t.stride(1)) : -1;
+  if (s0 == 0 || s1 == 0) return true;
+  if (s0 < 0 || s1 < 0) return false;  // at most one dimension has more than one element
+  const int64_t inner = s0 < s1 ? s0 : s1, outer = s0 < s1 ? s1 : s0;
+  const int64_t inner_size = s0 < s1 ? t.size(0) : t.size(1);
+  return inner * inner_size > outer;
+}
+
+// Whether the memory spans of two tensors intersect (conservative: two interleaved views of one
+// buffer count as overlapping).
+bool spans_overlap(const at::Tensor& x, const at::Tensor& y) {
+  if (x.numel() == 0 || y.numel() == 0) return false;
+  auto span = [](const at::Tensor& t, uintptr_t& lo, uintptr_t& hi) {
+    int64_t first = 0, last = 0;
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      const int64_t reach = (t.size(d) - 1) * t.stride(d);
+      (reach < 0 ? first : last) += reach;
+    }
+    const auto base = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+    lo = base + first * t.element_size();
+    hi = base + (last + 1) * t.element_size();
+  };
+  uintptr_t xlo, xhi, ylo, yhi;
+  span(x, xlo, xhi);
+  span(y, ylo, yhi);
+  return xlo < yhi && ylo < xhi;
+}
 
 // The descriptor of a gemm_pack buffer, after checking that it is one and fits the active path.
 GemmPacked read_packed(const char* op, const char* arg, const at::Tensor& t, GemmSide side) {
@@ -144,11 +176,9 @@ void gemm_(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double alpha
                     "; b.size(0) must equal a.size(1)");
   TORCH_CHECK_VALUE(c.size(0) == a.size(0) && c.size(1) == b.size(1), op, ": c has shape ", c.sizes(),
                     " but a @ b has shape [", a.size(0), ", ", b.size(1), "]");
-  TORCH_CHECK_VALUE(at::has_internal_overlap(c) != at::MemOverlap::Yes, op,
+  TORCH_CHECK_VALUE(!may_self_overlap(c), op,
                     ": c has overlapping elements (e.g. an expanded tensor); it is written in place");
-  TORCH_CHECK_VALUE(at::get_overlap_status(c, a) == at::MemOverlapStatus::No &&
-                        at::get_overlap_status(c, b) == at::MemOverlapStatus::No,
-                    op, ": c must not share memory with a or b");
+  TORCH_CHECK_VALUE(!spans_overlap(c, a) && !spans_overlap(c, b), op, ": c must not share memory with a or b");
   GemmParams p;
   p.dtype = to_dtype(c.scalar_type());
   p.M = a.size(0);
@@ -372,7 +402,8 @@ std::tuple<at::Tensor, at::Tensor> gemm_epilogue(at::Tensor& c, const at::Tensor
   const int64_t M = a.size(0), N = b.size(1);
   TORCH_CHECK_VALUE(a.size(1) == b.size(0) && c.size(0) == M && c.size(1) == N, op, ": shapes a ", a.sizes(), ", b ",
                     b.sizes(), ", c ", c.sizes(), " do not fit c = a @ b");
-  TORCH_CHECK_VALUE(at::has_internal_overlap(c) != at::MemOverlap::Yes, op, ": c has overlapping elements");
+  TORCH_CHECK_VALUE(!may_self_overlap(c), op, ": c has overlapping elements");
+  TORCH_CHECK_VALUE(!spans_overlap(c, a) && !spans_overlap(c, b), op, ": c must not share memory with a or b");
   GemmParams p;
   p.dtype = to_dtype(c.scalar_type());
   p.M = M;
