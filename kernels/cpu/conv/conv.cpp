@@ -2,6 +2,7 @@
 // and the per-ISA dispatch.
 //
 //   depthwise (groups == IC == OC)  -> conv_depthwise_kernel.cpp (per-channel stencils)
+//   1x1, stride 1, unpadded, NCHW   -> conv_gemm.cpp: forward and grad-input on the GEMM core
 //   everything else                 -> conv_direct_kernel.cpp / conv_weight_kernel.cpp
 //                                      (direct register-tiled convolution on padded bands)
 #include "bigmodel/conv.h"
@@ -25,6 +26,10 @@ BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_forward, (const Conv2dParams&))
 BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_backward_input, (const Conv2dParams&))
 BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_backward_weight, (const Conv2dParams&))
 
+bool conv2d_is_pointwise_nchw(const Conv2dParams& p);
+void conv2d_pointwise_forward(const Conv2dParams& p);
+void conv2d_pointwise_backward_input(const Conv2dParams& p);
+
 namespace {
 bool is_depthwise(const Conv2dParams& p) { return p.groups > 1 && p.groups == p.IC && p.OC == p.IC; }
 }  // namespace
@@ -34,6 +39,7 @@ void conv2d_forward(const Conv2dParams& p) {
   if (is_depthwise(p)) {
     BIGMODEL_ISA_CALL(conv2d_depthwise_forward, p);
   }
+  if (conv2d_is_pointwise_nchw(p)) return conv2d_pointwise_forward(p);
   BIGMODEL_ISA_CALL(conv2d_direct_forward, p);
 }
 
@@ -42,6 +48,7 @@ void conv2d_backward_input(const Conv2dParams& p) {
   if (is_depthwise(p)) {
     BIGMODEL_ISA_CALL(conv2d_depthwise_backward_input, p);
   }
+  if (conv2d_is_pointwise_nchw(p)) return conv2d_pointwise_backward_input(p);
   BIGMODEL_ISA_CALL(conv2d_direct_backward_input, p);
 }
 
