@@ -129,6 +129,10 @@ def test_wide_channels_vector_paths(isa, dtype):
         ((2, 34, 12, 21), (34, 1, 3, 3), dict(padding=1, groups=34)),
         ((1, 20, 15, 33), (20, 1, 5, 3), dict(stride=2, padding=(2, 1), groups=20)),
         ((2, 36, 8, 9), (48, 12, 3, 2), dict(padding=(1, 2), dilation=(2, 1), groups=3)),
+        # few output channels (the reduction-vectorised tile), reductions with and without a tail
+        ((2, 40, 11, 13), (3, 40, 3, 3), dict(padding=1)),
+        ((1, 5, 17, 19), (24, 5, 5, 5), dict(stride=2, padding=2)),
+        ((2, 2, 9, 10), (21, 2, 3, 3), dict(padding=1, dilation=(1, 2))),
     ]
     for layout in ("nchw", "channels_last"):
         for xs, ws, kwargs in cases:

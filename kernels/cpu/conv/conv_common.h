@@ -53,6 +53,41 @@ constexpr int np_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 3 : nv == 2 ? 4 : 
 #endif
 constexpr int kMaxNP = np_for(1);
 
+// Sum of the lanes of v. (GCC 12 flags its own _mm512_undefined placeholders in the reduction
+// intrinsics as "may be used uninitialized" once inlined; the diagnostic is silenced here only.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+template <typename T>
+BM_INLINE T reduce_add(Vec<T> v);
+#if defined(BIGMODEL_BUILD_AVX512)
+template <>
+BM_INLINE float reduce_add<float>(Vec<float> v) { return _mm512_reduce_add_ps(v.v); }
+template <>
+BM_INLINE double reduce_add<double>(Vec<double> v) { return _mm512_reduce_add_pd(v.v); }
+#elif defined(BIGMODEL_BUILD_AVX2)
+template <>
+BM_INLINE float reduce_add<float>(Vec<float> v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v.v), _mm256_extractf128_ps(v.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+template <>
+BM_INLINE double reduce_add<double>(Vec<double> v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v.v), _mm256_extractf128_pd(v.v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+#else
+template <typename T>
+BM_INLINE T reduce_add(Vec<T> v) {
+  return v.v;
+}
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 // ---- bands ----------------------------------------------------------------------------------
 // A band is the block [r0, r0 + rows) x [c0, c0 + cols) of every channel of one image, where
 // positions outside [0, H) x [0, W) read as zero. Element (r, c, ch) is at

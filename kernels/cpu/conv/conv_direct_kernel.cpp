@@ -121,6 +121,103 @@ void run_block(int nv, int64_t npix, const PixelFn& pixel, const TapSet<T>& taps
   }
 }
 
+// ---- few output channels ----------------------------------------------------------------------
+// With fewer output channels per group than a vector has lanes (the grad-input of an RGB stem:
+// 3 of 16), the tile above wastes most lanes. This tile vectorises the reduction instead (input
+// channels of an NHWC band, contiguous per pixel) and sums the lanes at the end:
+//
+//   out_j[o] = init[o] + sum_t sum_{c < L} w_t[o*wos + c] * in_j[off_t + c]   for o < NO, j < NP
+#if defined(BIGMODEL_BUILD_AVX512)
+constexpr int np_reduce(int no) { return no <= 3 ? 8 : no == 4 ? 6 : no <= 6 ? 4 : 3; }
+#else
+constexpr int np_reduce(int no) { return no == 1 ? 8 : no == 2 ? 6 : no == 3 ? 4 : no == 4 ? 3 : no <= 6 ? 2 : 1; }
+#endif
+constexpr int kMaxReduceOut = 8;
+
+template <typename T, int NO, int NP>
+BM_INLINE void reduce_tile(const T* const* in, const int64_t* off, const T* const* w, int ntaps, int64_t L,
+                           int64_t wos, T* const* out, const T* init) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  V acc[NP][NO];
+#pragma GCC unroll 8
+  for (int j = 0; j < NP; ++j)
+#pragma GCC unroll 8
+    for (int o = 0; o < NO; ++o) acc[j][o] = V::zero();
+  const int64_t Lf = L - L % S;
+  const int tail = static_cast<int>(L % S);
+  for (int t = 0; t < ntaps; ++t) {
+    const T* p[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) p[j] = in[j] + off[t];
+    const T* wt = w[t];
+    for (int64_t c = 0; c < Lf; c += S) {
+      V wv[NO];
+#pragma GCC unroll 8
+      for (int o = 0; o < NO; ++o) wv[o] = V::load(wt + o * wos + c);
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) {
+        const V x = V::load(p[j] + c);
+#pragma GCC unroll 8
+        for (int o = 0; o < NO; ++o) acc[j][o] = V::fma(x, wv[o], acc[j][o]);
+      }
+    }
+    if (tail > 0) {  // lanes >= tail load as zero on both sides
+      V wv[NO];
+      for (int o = 0; o < NO; ++o) wv[o] = V::load(wt + o * wos + Lf, tail);
+      for (int j = 0; j < NP; ++j) {
+        const V x = V::load(p[j] + Lf, tail);
+        for (int o = 0; o < NO; ++o) acc[j][o] = V::fma(x, wv[o], acc[j][o]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NP; ++j)
+#pragma GCC unroll 8
+    for (int o = 0; o < NO; ++o) out[j][o] = reduce_add(acc[j][o]) + (init != nullptr ? init[o] : T(0));
+}
+
+template <typename T, int NO, typename PixelFn>
+void run_reduce_tiles(int64_t npix, const PixelFn& pixel, const TapSet<T>& taps, const T* init, T* dummy) {
+  constexpr int NP = np_reduce(NO);
+  const T* in[NP];
+  T* out[NP];
+  for (int64_t q0 = 0; q0 < npix; q0 += NP) {
+    for (int j = 0; j < NP; ++j) {
+      if (q0 + j < npix) {
+        pixel(q0 + j, in[j], out[j]);
+      } else {
+        in[j] = in[0];
+        out[j] = dummy;
+      }
+    }
+    reduce_tile<T, NO, NP>(in, taps.off, taps.w, taps.ntaps, taps.L, taps.wld, out, init);
+  }
+}
+
+// All `no` (<= kMaxReduceOut) output channels of pixels [0, npix); taps.wld is the weight stride
+// between output channels.
+template <typename T, typename PixelFn>
+void run_reduce(int no, int64_t npix, const PixelFn& pixel, const TapSet<T>& taps, const T* init, T* dummy) {
+  switch (no) {
+    case 1: return run_reduce_tiles<T, 1>(npix, pixel, taps, init, dummy);
+    case 2: return run_reduce_tiles<T, 2>(npix, pixel, taps, init, dummy);
+    case 3: return run_reduce_tiles<T, 3>(npix, pixel, taps, init, dummy);
+    case 4: return run_reduce_tiles<T, 4>(npix, pixel, taps, init, dummy);
+    case 5: return run_reduce_tiles<T, 5>(npix, pixel, taps, init, dummy);
+    case 6: return run_reduce_tiles<T, 6>(npix, pixel, taps, init, dummy);
+    case 7: return run_reduce_tiles<T, 7>(npix, pixel, taps, init, dummy);
+    default: return run_reduce_tiles<T, 8>(npix, pixel, taps, init, dummy);
+  }
+}
+
+// Whether a pass with `out_per_group` output channels should use the reduction tile: only on the
+// vector paths, with channel-contiguous (NHWC) bands, and when most lanes would idle otherwise.
+template <typename T>
+constexpr bool use_reduce_tile(int64_t out_per_group, bool nhwc_band) {
+  return Vec<T>::size >= 8 && out_per_group <= kMaxReduceOut && nhwc_band;
+}
+
 // Output rows per band: the band's input rows and output buffer should stay in L2 next to the
 // weights, and there should be at least two bands per thread so that the split is even.
 int64_t band_rows(int64_t N, int64_t out_rows, int64_t in_bytes_per_row, int64_t out_bytes_per_row, int nt) {
@@ -163,12 +260,22 @@ void forward(const Conv2dParams& p) {
   const T* bias = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
 
-  // wp[g][kh][kw][ic][OCs], zero past OCg; bp[g][OCs]
+  // NHWC bands let kw merge into the reduction; a 1x1 kernel gains nothing from them
+  const bool want_nhwc = G == 1 && taps > 1;
+  const bool few_out = use_reduce_tile<T>(OCg, p.layout == Layout::nhwc || want_nhwc);
+  // Main tile: wp[g][kh][kw][ic][OCs], zero past OCg. Few-output tile: wp[g][kh][oc][kw][ic].
+  // bp[g][OCs]: the bias, zero past OCg.
   T* wp = alloc_scratch<T>(G * taps * ICg * OCs);
   T* bp = alloc_scratch<T>(OCb);
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t ic = 0; ic < ICg; ++ic) {
+        if (few_out) {
+          const int64_t kh = t / p.KW, kw = t % p.KW;
+          for (int64_t oc = 0; oc < OCg; ++oc)
+            wp[(((g * p.KH + kh) * OCg + oc) * p.KW + kw) * ICg + ic] = wsrc[((g * OCg + oc) * ICg + ic) * taps + t];
+          continue;
+        }
         T* d = wp + ((g * taps + t) * ICg + ic) * OCs;
         for (int64_t oc = 0; oc < OCg; ++oc) d[oc] = wsrc[((g * OCg + oc) * ICg + ic) * taps + t];
         fill_zero(d + OCg, OCs - OCg);
@@ -181,9 +288,7 @@ void forward(const Conv2dParams& p) {
   const int64_t R = band_rows(p.N, p.OH, p.sH * Wb * p.IC * int64_t(sizeof(T)), p.OW * OCb * int64_t(sizeof(T)), nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int64_t Rb_max = (R - 1) * p.sH + (p.KH - 1) * p.dH + 1;
-  const bool direct_out = p.layout == Layout::nhwc && OCs == OCg;
-  // NHWC bands let kw merge into the reduction; a 1x1 kernel gains nothing from them
-  const bool want_nhwc = G == 1 && taps > 1;
+  const bool direct_out = p.layout == Layout::nhwc && (OCs == OCg || few_out);
   const int64_t band_sz = band_elems(p.IC, Rb_max, Wb), obuf_sz = direct_out ? 0 : R * p.OW * OCb;
   const int64_t per_thread = round_up(band_sz + obuf_sz + kMaxNV * S, 16);
   const double macs = double(p.N) * p.OH * p.OW * p.OC * ICg * taps;
@@ -221,6 +326,23 @@ void forward(const Conv2dParams& p) {
       ts.wld = OCs;
       for (int64_t g = 0; g < G; ++g) {
         const T* in_g = band.base + g * ICg * band.chs;
+        if (few_out) {  // band.chs == 1 here
+          for (int t = 0; t < ts.ntaps; ++t) {
+            const int64_t kh = merged ? t : t / p.KW, kw = merged ? 0 : t % p.KW;
+            off[t] = kh * p.dH * band.rs + kw * p.dW * band.cs;
+            wt[t] = wp + ((g * p.KH + kh) * OCg * p.KW + kw) * ICg;
+          }
+          TapSet<T> tr = ts;
+          tr.wld = p.KW * ICg;
+          T* yg = ybase + g * ygs;
+          auto pixel = [&](int64_t q, const T*& in, T*& out) {
+            const int64_t r = q / p.OW, c = q - r * p.OW;
+            in = in_g + r * p.sH * band.rs + c * p.sW * band.cs;
+            out = yg + q * yps;
+          };
+          run_reduce<T>(static_cast<int>(OCg), npix, pixel, tr, bias != nullptr ? bias + g * OCg : nullptr, dummy);
+          continue;
+        }
         for (int64_t ob = 0; ob < nvec; ob += kMaxNV) {
           const int nv = static_cast<int>(min64(kMaxNV, nvec - ob));
           for (int t = 0; t < ts.ntaps; ++t) {
@@ -268,15 +390,24 @@ void backward_input(const Conv2dParams& p) {
   const T* wsrc = static_cast<const T*>(p.weight);
   T* dx = static_cast<T*>(p.grad_input);
 
-  // wd[g][kh][KW-1-kw][oc][ICs]: kw reversed, so that for unit column stride and dilation the
-  // taps of one row read grad_output columns in increasing order and merge with oc.
+  const bool want_nhwc = G == 1 && (taps > 1 || p.sH > 1 || p.sW > 1);
+  const bool few_out = use_reduce_tile<T>(ICg, p.layout == Layout::nhwc || want_nhwc);
+  // Main tile: wd[g][kh][KW-1-kw][oc][ICs]: kw reversed, so that for unit column stride and
+  // dilation the taps of one row read grad_output columns in increasing order and merge with oc.
+  // Few-output tile: wd[g][kh][ic][KW-1-kw][oc], the same reduction order with ic outside.
   T* wd = alloc_scratch<T>(G * taps * OCg * ICs);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t kh = 0; kh < p.KH; ++kh)
       for (int64_t kw = 0; kw < p.KW; ++kw)
         for (int64_t oc = 0; oc < OCg; ++oc) {
+          const T* s = wsrc + ((g * OCg + oc) * ICg * p.KH + kh) * p.KW + kw;  // ic at s[ic * taps]
+          if (few_out) {
+            for (int64_t ic = 0; ic < ICg; ++ic)
+              wd[(((g * p.KH + kh) * ICg + ic) * p.KW + (p.KW - 1 - kw)) * OCg + oc] = s[ic * taps];
+            continue;
+          }
           T* d = wd + (((g * p.KH + kh) * p.KW + (p.KW - 1 - kw)) * OCg + oc) * ICs;
-          for (int64_t ic = 0; ic < ICg; ++ic) d[ic] = wsrc[(((g * OCg + oc) * ICg + ic) * p.KH + kh) * p.KW + kw];
+          for (int64_t ic = 0; ic < ICg; ++ic) d[ic] = s[ic * taps];
           fill_zero(d + ICg, ICs - ICg);
         }
 
@@ -298,8 +429,7 @@ void backward_input(const Conv2dParams& p) {
     oh_range(b * R, min64(p.H, b * R + R), o, r);
     Rb_max = max64(Rb_max, r);
   }
-  const bool direct_out = p.layout == Layout::nhwc && ICs == ICg;
-  const bool want_nhwc = G == 1 && (taps > 1 || p.sH > 1 || p.sW > 1);
+  const bool direct_out = p.layout == Layout::nhwc && (ICs == ICg || few_out);
   const int64_t band_sz = band_elems(p.OC, Rb_max, Wb), obuf_sz = direct_out ? 0 : R * p.W * ICb;
   const int64_t per_thread = round_up(band_sz + obuf_sz + kMaxNV * S, 16);
   const double macs = double(p.N) * p.OH * p.OW * p.OC * ICg * taps;
@@ -334,8 +464,38 @@ void backward_input(const Conv2dParams& p) {
           const int64_t iwf = pos_mod(rw - p.pW, p.sW);
           const int64_t nw = iwf < p.W ? ceil_div(p.W - iwf, p.sW) : 0;
           if (nh == 0 || nw == 0) continue;
+          // phase pixel (i, j): ih = ihf + i*sH, iw = iwf + j*sW; it reads band row
+          // (ih + pH - rh)/sH - ohb0 and column (iw + pW - rw)/sW - owb0 before the tap offset.
+          const int64_t r0 = (ihf + p.pH - rh) / p.sH - ohb0, c0 = (iwf + p.pW - rw) / p.sW - owb0;
           for (int64_t g = 0; g < G; ++g) {
             const T* in_g = band.base + g * OCg * band.chs;
+            if (few_out) {  // band.chs == 1 here
+              int ntaps = 0;
+              for (int64_t kh = 0; kh < p.KH; ++kh) {
+                if ((kh * p.dH) % p.sH != rh) continue;
+                const int64_t tr = (kh * p.dH - rh) / p.sH;
+                const T* wk = wd + (g * p.KH + kh) * ICg * p.KW * OCg;
+                if (merged) {
+                  off[ntaps] = -tr * band.rs - (p.KW - 1) * band.cs;
+                  wt[ntaps++] = wk;
+                  continue;
+                }
+                for (int64_t kw = 0; kw < p.KW; ++kw) {
+                  if ((kw * p.dW) % p.sW != rw) continue;
+                  off[ntaps] = -tr * band.rs - ((kw * p.dW - rw) / p.sW) * band.cs;
+                  wt[ntaps++] = wk + (p.KW - 1 - kw) * OCg;
+                }
+              }
+              TapSet<T> ts{off, wt, ntaps, merged ? p.KW * OCg : OCg, 1, p.KW * OCg};
+              T* xg = xbase + g * xgs;
+              auto pixel = [&](int64_t q, const T*& in, T*& out) {
+                const int64_t i = q / nw, j = q - i * nw;
+                in = in_g + (r0 + i) * band.rs + (c0 + j) * band.cs;
+                out = xg + ((ihf - ih0 + i * p.sH) * p.W + iwf + j * p.sW) * xps;
+              };
+              run_reduce<T>(static_cast<int>(ICg), nh * nw, pixel, ts, nullptr, dummy);
+              continue;
+            }
             for (int64_t ob = 0; ob < nvec; ob += kMaxNV) {
               const int nv = static_cast<int>(min64(kMaxNV, nvec - ob));
               int ntaps = 0;
@@ -356,9 +516,6 @@ void backward_input(const Conv2dParams& p) {
               }
               TapSet<T> ts{off, wt, ntaps, merged ? p.KW * OCg : OCg, band.chs, ICs};
               T* xg = xbase + g * xgs + ob * S;
-              // phase pixel (i, j): ih = ihf + i*sH, iw = iwf + j*sW; it reads band row
-              // (ih + pH - rh)/sH - ohb0 and column (iw + pW - rw)/sW - owb0 before the tap offset.
-              const int64_t r0 = (ihf + p.pH - rh) / p.sH - ohb0, c0 = (iwf + p.pW - rw) / p.sW - owb0;
               auto pixel = [&](int64_t q, const T*& in, T*& out) {
                 const int64_t i = q / nw, j = q - i * nw;
                 in = in_g + (r0 + i) * band.rs + (c0 + j) * band.cs;
