@@ -19,16 +19,18 @@ THREADS = typer.Option(None, "--threads", min=1, help="Threads for both sides (d
 JSON_OUT = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout).")
 
 
-def _emit(results, title: str, units, json_out: Optional[str], meta: dict) -> None:
+def _emit(results, title: str, units, json_out: Optional[str], meta: dict, extra=(), notes=()) -> None:
     from bigmodel.bench import environment, render_table, results_to_json
 
     env = environment()
     if json_out == "-":
         sys.stdout.write(json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
     else:
-        console.print(render_table(results, title, units))
+        console.print(render_table(results, title, units, extra))
         console.print(f"[dim]{env['cpu']}, {env['threads']} threads, ISA {env['isa']}, torch {env['torch']}, "
                       f"{env['date']}[/]")
+        for line in notes:
+            console.print(f"[dim]{line}[/]")
         if json_out:
             write_atomic(Path(json_out), json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
             console.print(f"results written to {json_out}")
@@ -42,7 +44,7 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict) -> No
         raise typer.Exit(1)
 
 
-def _run(cases, warmup: int, repeats: int, quiet: bool):
+def _run(cases, warmup: int, repeats: int, quiet: bool, max_seconds: Optional[float] = None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bigmodel.bench import run_cases
@@ -55,7 +57,7 @@ def _run(cases, warmup: int, repeats: int, quiet: bool):
         def advance(res):
             progress.update(task, advance=1, description=res.name)
 
-        return run_cases(cases, warmup=warmup, repeats=repeats, on_result=advance)
+        return run_cases(cases, warmup=warmup, repeats=repeats, max_seconds=max_seconds, on_result=advance)
 
 
 @app.command()
@@ -99,3 +101,78 @@ def pool(
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
           {"suite": "pool", "warmup": warmup, "repeats": repeats})
+
+
+@app.command()
+def conv(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="Input N,C,H,W (repeatable), with the options below. Default: the issue's five shapes."),
+    out_channels: Optional[int] = typer.Option(None, "--out-channels", "-o", min=1,
+                                               help="Output channels, with --shape (default: C)."),
+    kernel_size: int = typer.Option(3, "--kernel-size", "-k", min=1, help="Kernel size, with --shape."),
+    stride: int = typer.Option(1, "--stride", "-s", min=1, help="Stride, with --shape."),
+    padding: Optional[int] = typer.Option(None, "--padding", "-p", min=0,
+                                          help="Padding, with --shape (default: kernel_size // 2)."),
+    groups: int = typer.Option(1, "--groups", "-g", min=1, help="Groups, with --shape (C for depthwise)."),
+    layout: str = typer.Option("both", "--layout", help="nchw, channels_last or both."),
+    pass_: str = typer.Option("both", "--pass", help="fwd, fwd+bwd (input, weight and bias gradients) or both."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64 (CPU); float16/bfloat16 on CUDA."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float = typer.Option(10.0, "--max-seconds", min=0.1,
+                                      help="Stop timing a case after this long (at least 3 rounds)."),
+    json_out: Optional[str] = JSON_OUT,
+) -> None:
+    """conv2d against torch.nn.functional.conv2d: time, GFLOP/s and % of the measured fp32 peak."""
+    bigmodel = import_bigmodel()
+    import torch
+
+    from bigmodel.bench import conv as conv_bench
+
+    def choice(name, value, allowed):
+        if value == "both":
+            return allowed
+        if value not in allowed:
+            raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
+        return (value,)
+
+    layouts = choice("--layout", layout, ("nchw", "channels_last"))
+    passes = choice("--pass", pass_, ("fwd", "fwd+bwd"))
+    dt = parse_dtype(dtype, device)
+    set_threads(threads)
+    configs = None
+    if shape:
+        configs = []
+        for s in shape:
+            dims = parse_shape(s, 4, "--shape")
+            oc = out_channels or dims[1]
+            if dims[1] % groups or oc % groups:
+                raise typer.BadParameter(f"groups ({groups}) must divide the input ({dims[1]}) and output ({oc}) "
+                                         "channels", param_hint="--groups")
+            pad = kernel_size // 2 if padding is None else padding
+            if min(dims[2], dims[3]) + 2 * pad < kernel_size:
+                raise typer.BadParameter(f"kernel {kernel_size} is larger than the padded input {dims[2:]} + {pad}",
+                                         param_hint="--kernel-size")
+            configs.append(conv_bench.ConvConfig(dims, oc, kernel_size, stride, pad, groups))
+    peak = None
+    notes = []
+    if device == "cpu":
+        # The ceiling the GFLOP/s columns are compared with: our FMA-throughput loop on the active
+        # ISA path, summed over the benchmark's threads (CPU time, so other load does not lower it).
+        peak = float(bigmodel._C.fma_peak_gflops(torch.get_num_threads(), 0.5))
+        notes.append(f"fp32 peak {peak:.0f} GFLOP/s ({bigmodel.active_isa()}, {torch.get_num_threads()} threads, "
+                     "measured FMA throughput); fwd+bwd counts 3x the forward's flops")
+    results = _run(conv_bench.cases(configs, layouts, passes, dt, device), warmup, repeats, quiet=json_out == "-",
+                   max_seconds=max_seconds)
+
+    def pct(which):
+        def cell(r):
+            v = r.throughput("GFLOP", which)
+            return "-" if v is None or peak is None else f"{100 * v / peak:.0f}%"
+        return cell
+
+    extra = [("% of peak", pct("ours")), ("torch % of peak", pct("torch"))]
+    meta = {"suite": "conv", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds, "peak_gflops": peak}
+    _emit(results, "conv2d: bigmodel vs torch.nn.functional.conv2d", ["GFLOP"], json_out, meta, extra, notes)
