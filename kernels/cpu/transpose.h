@@ -118,10 +118,23 @@ BM_INLINE void transpose_block(const T* src, int64_t, T* dst, int64_t) {
 }
 #endif
 
-// dst[c * ld + r] = src[r * ls + c] for r < rows, c < cols.
+// dst[c * ld + r] = src[r * ls + c] for r < rows, c < cols. A transpose is a copy, so when a
+// dimension is at least one block long its last block is taken flush with the end, overlapping
+// the previous one (the overlap is written twice with the same values) instead of going through
+// the scalar edge loop; src and dst must not overlap.
 template <typename T>
 void transpose_2d(const T* src, int64_t ls, T* dst, int64_t ld, int64_t rows, int64_t cols) {
   constexpr int B = Vec<T>::size;
+  if (B > 1 && rows >= B && cols >= B) {
+    for (int64_t r0 = 0; r0 < rows; r0 += B) {
+      const int64_t r = r0 + B <= rows ? r0 : rows - B;
+      for (int64_t c0 = 0; c0 < cols; c0 += B) {
+        const int64_t c = c0 + B <= cols ? c0 : cols - B;
+        transpose_block<T>(src + r * ls + c, ls, dst + c * ld + r, ld);
+      }
+    }
+    return;
+  }
   const int64_t rows_full = rows - rows % B, cols_full = cols - cols % B;
   for (int64_t r = 0; r < rows_full; r += B) {
     for (int64_t c = 0; c < cols_full; c += B) transpose_block<T>(src + r * ls + c, ls, dst + c * ld + r, ld);

@@ -221,7 +221,7 @@ constexpr bool use_reduce_tile(int64_t out_per_group, bool nhwc_band) {
 // Output rows per band: the band's input rows and output buffer should stay in L2 next to the
 // weights, and there should be at least two bands per thread so that the split is even.
 int64_t band_rows(int64_t N, int64_t out_rows, int64_t in_bytes_per_row, int64_t out_bytes_per_row, int nt) {
-  constexpr int64_t kBudget = 256 * 1024;
+  constexpr int64_t kBudget = 512 * 1024;
   int64_t R = max64(1, kBudget / max64(1, in_bytes_per_row + out_bytes_per_row));
   R = min64(R, out_rows);
   const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
