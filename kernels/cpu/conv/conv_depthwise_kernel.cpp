@@ -8,8 +8,8 @@
 //   staged zero-padded in scratch (small: it stays in L1/L2), each output vector is the sum of
 //   KH*KW (strided) vector loads times broadcast weights. The input gradient is the same stencil
 //   with the kernel flipped when the stride is 1, and a scatter into a padded plane otherwise.
-//   The weight gradient is split by channel (a thread owns a channel for all n): a vector
-//   accumulator per tap, reduced across lanes at the end of each plane.
+//   The weight gradient walks the planes in memory order with a vector accumulator per tap
+//   (registers), reduced across lanes at the end of each plane into per-thread partials.
 // - NHWC: vectorised along channels; a tile is NP pixels x one channel vector, taps read a
 //   zero-padded band of rows as in the direct kernels. Strided input gradients use the same
 //   phase decomposition as conv_direct_kernel.cpp. The weight gradient keeps one partial per
@@ -196,66 +196,157 @@ void backward_input_nchw(const Conv2dParams& p) {
   free_scratch(scratch);
 }
 
-// Tap accumulators per pass over a plane (registers: kTapChunk + a few).
+// Tap accumulators per pass over the pixels (registers: kTapChunk + a few). The chunk size is a
+// template argument so that the accumulators live in registers.
 constexpr int kTapChunk = 12;
 
+// out[t] += sum over output pixels of dy[oh][ow] * in(oh*sH + row of tap t, ow*sW + col of tap t)
+// for one plane (NCHW), OW a multiple of the vector width (the caller pads dy and the input with
+// zeros). toff[t] = row offset + col offset of tap t; tcol[t] its column (for the strided loads).
+template <typename T, int NT, bool kUnitStride>
+void plane_tap_sums(const T* dyp, int64_t OH, int64_t OW, const Plane<T>& in, int64_t sH, int64_t sW,
+                    const int64_t* toff, const int64_t* tcol, T* out) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
+  V acc[NT];
+  int64_t o[NT];
+#pragma GCC unroll 12
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = V::zero();
+    o[t] = toff[t];
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const T* drow = dyp + oh * OW;
+    const T* xrow = in.base + oh * sH * in.ld;
+    for (int64_t ow = 0; ow < OW; ow += S) {
+      const V d = V::load(drow + ow);
+      if constexpr (kUnitStride) {
+        const T* xp = xrow + ow;
+#pragma GCC unroll 12
+        for (int t = 0; t < NT; ++t) acc[t] = V::fma(d, V::load(xp + o[t]), acc[t]);
+      } else {
+#pragma GCC unroll 12
+        for (int t = 0; t < NT; ++t) {
+          const int64_t col = ow * sW + tcol[t];
+          acc[t] = V::fma(d, load_cols(xrow + o[t] - tcol[t] + col, sW, S, in.cols - col), acc[t]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int t = 0; t < NT; ++t) out[t] += hsum(acc[t]);
+}
+
+template <typename T, bool kUnitStride>
+void plane_tap_sums_n(int nt, const T* dyp, int64_t OH, int64_t OW, const Plane<T>& in, int64_t sH, int64_t sW,
+                      const int64_t* toff, const int64_t* tcol, T* out) {
+  switch (nt) {
+#define BIGMODEL_DW_CASE(k) \
+  case k: return plane_tap_sums<T, k, kUnitStride>(dyp, OH, OW, in, sH, sW, toff, tcol, out);
+    BIGMODEL_DW_CASE(1) BIGMODEL_DW_CASE(2) BIGMODEL_DW_CASE(3) BIGMODEL_DW_CASE(4) BIGMODEL_DW_CASE(5)
+    BIGMODEL_DW_CASE(6) BIGMODEL_DW_CASE(7) BIGMODEL_DW_CASE(8) BIGMODEL_DW_CASE(9) BIGMODEL_DW_CASE(10)
+    BIGMODEL_DW_CASE(11)
+#undef BIGMODEL_DW_CASE
+    default: return plane_tap_sums<T, kTapChunk, kUnitStride>(dyp, OH, OW, in, sH, sW, toff, tcol, out);
+  }
+}
+
+// Copies rows [r0, r0 + rows) x columns [c0, c0 + cols) of an (H, W) plane into dst (row stride
+// cols), zero outside the plane.
+template <typename T>
+void copy_plane(T* dst, const T* src, int64_t H, int64_t W, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
+  const int64_t cl = min64(cols, max64(0, -c0)), cr = max64(cl, min64(cols, W - c0));
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dst + r * cols;
+    const int64_t ih = r0 + r;
+    if (ih < 0 || ih >= H) {
+      fill_zero(d, cols);
+      continue;
+    }
+    const T* s = src + ih * W + c0;
+    fill_zero(d, cl);
+    for (int64_t c = cl; c < cr; ++c) d[c] = s[c];
+    fill_zero(d + cr, cols - cr);
+  }
+}
+
+// Planes are visited in memory order (n, c), so both tensors stream sequentially; each thread
+// keeps partial sums for every channel (C x (taps + 1), small), added in a fixed order after a
+// barrier. Per plane, grad_output is staged with its rows padded to whole vectors and the input
+// with matching zero columns, so every load is a full vector and the padding lanes add zeros.
 template <typename T>
 void backward_weight_nchw(const Conv2dParams& p) {
   using V = Vec<T>;
   constexpr int S = V::size;
   const int64_t C = p.IC, taps = p.KH * p.KW;
-  const int64_t Hb = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  const int64_t OWr = round_up(p.OW, S);
+  const int64_t Hb = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1;
+  const int64_t Wb = (OWr - 1) * p.sW + (p.KW - 1) * p.dW + 1 + (p.sW == 2 ? 2 * S : 0);  // + room for load_even
   const T* x = static_cast<const T*>(p.input);
   const T* dy = static_cast<const T*>(p.grad_output);
   T* dw = static_cast<T*>(p.grad_weight);
   T* db = static_cast<T*>(p.grad_bias);
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
-  const int64_t per_thread = round_up(Hb * Wb, 16);
+  const int64_t partial_sz = round_up(C * (taps + 1), 16);  // [c][taps], then bias [c]
+  const int64_t per_thread = partial_sz + round_up(Hb * Wb, 16) + round_up(p.OH * OWr, 16);
   T* scratch = alloc_scratch<T>(per_thread * nt);
+  int64_t* offs = alloc_scratch<int64_t>(2 * taps * nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int tid = omp_get_thread_num();
-    int64_t c0, c1;
-    split_range(C, tid, omp_get_num_threads(), c0, c1);  // a thread owns whole channels: no partials
-    for (int64_t c = c0; c < c1; ++c) {
-      T* dwc = dw + c * taps;
-      fill_zero(dwc, taps);
-      T bsum = T(0);
-      for (int64_t n = 0; n < p.N; ++n) {
-        const int64_t plane = n * C + c;
-        const Band<T> b = make_band(x + plane * p.H * p.W, Layout::nchw, 1, p.H, p.W, -p.pH, Hb, -p.pW, Wb, false,
-                                    scratch + tid * per_thread);
-        const T* dyp = dy + plane * p.OH * p.OW;
-        if (db != nullptr) {
-          V s = V::zero();
-          int64_t k = 0;
-          for (; k + S <= p.OH * p.OW; k += S) s = s + V::load(dyp + k);
-          bsum += hsum(s);
-          for (; k < p.OH * p.OW; ++k) bsum += dyp[k];
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    T* partial = scratch + tid * per_thread;
+    T* xplane = partial + partial_sz;
+    T* dplane = xplane + round_up(Hb * Wb, 16);
+    fill_zero(partial, partial_sz);
+    int64_t* toff = offs + 2 * taps * tid;
+    int64_t* tcol = toff + taps;
+    for (int64_t t = 0; t < taps; ++t) {
+      tcol[t] = (t % p.KW) * p.dW;
+      toff[t] = (t / p.KW) * p.dH * Wb + tcol[t];
+    }
+    int64_t i0, i1;
+    split_range(p.N * C, tid, nth, i0, i1);
+    for (int64_t plane = i0; plane < i1; ++plane) {
+      const int64_t c = plane % C;
+      copy_plane(xplane, x + plane * p.H * p.W, p.H, p.W, -p.pH, Hb, -p.pW, Wb);
+      copy_plane(dplane, dy + plane * p.OH * p.OW, p.OH, p.OW, 0, p.OH, 0, OWr);
+      if (db != nullptr) {  // OH * OWr is a multiple of S
+        V s0 = V::zero(), s1 = V::zero();
+        int64_t k = 0;
+        for (; k + 2 * S <= p.OH * OWr; k += 2 * S) {
+          s0 = s0 + V::load(dplane + k);
+          s1 = s1 + V::load(dplane + k + S);
         }
-        for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk) {
-          const int nt_ = static_cast<int>(min64(kTapChunk, taps - t0));
-          V acc[kTapChunk];
-          for (int t = 0; t < kTapChunk; ++t) acc[t] = V::zero();
-          for (int64_t oh = 0; oh < p.OH; ++oh) {
-            const T* drow = dyp + oh * p.OW;
-            for (int64_t ow = 0; ow < p.OW; ow += S) {
-              const int n_ = static_cast<int>(min64(S, p.OW - ow));
-              const V d = V::load(drow + ow, n_);  // lanes >= n_ are zero, so their inputs do not count
-              for (int t = 0; t < nt_; ++t) {
-                const int64_t kh = (t0 + t) / p.KW, kw = (t0 + t) % p.KW;
-                const T* row = b.base + (oh * p.sH + kh * p.dH) * b.rs;
-                const int64_t col = ow * p.sW + kw * p.dW;
-                acc[t] = V::fma(d, load_cols(row + col, p.sW, n_, Wb - col), acc[t]);
-              }
-            }
-          }
-          for (int t = 0; t < nt_; ++t) dwc[t0 + t] += hsum(acc[t]);
-        }
+        if (k < p.OH * OWr) s0 = s0 + V::load(dplane + k);
+        partial[C * taps + c] += hsum(s0 + s1);
       }
-      if (db != nullptr) db[c] = bsum;
+      for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk) {
+        const int n = static_cast<int>(min64(kTapChunk, taps - t0));
+        const Plane<T> in{xplane, Wb, Wb};
+        T* out = partial + c * taps + t0;
+        if (p.sW == 1)
+          plane_tap_sums_n<T, true>(n, dplane, p.OH, OWr, in, p.sH, 1, toff + t0, tcol + t0, out);
+        else
+          plane_tap_sums_n<T, false>(n, dplane, p.OH, OWr, in, p.sH, p.sW, toff + t0, tcol + t0, out);
+      }
+    }
+#pragma omp barrier
+    int64_t c0, c1;
+    split_range(C, tid, nth, c0, c1);
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t t = 0; t < taps; ++t) {
+        T s = T(0);
+        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + c * taps + t];
+        dw[c * taps + t] = s;
+      }
+      if (db != nullptr) {
+        T s = T(0);
+        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + C * taps + c];
+        db[c] = s;
+      }
     }
   }
+  free_scratch(offs);
   free_scratch(scratch);
 }
 
@@ -307,6 +398,43 @@ void dw_pixels(int64_t npix, int64_t C, const PixelFn& pixel, const int64_t* off
       for (int t = 0; t < ntaps; ++t) wc[t] = w[t] + c;
       dw_tile<T, kDwNP>(inc, off, wc, ntaps, outc, init != nullptr ? init + c : nullptr, n);
     }
+  }
+}
+
+// out[t * ld + l] += sum over the band's output pixels (r, ow) of
+//   dy[(r*OW + ow)*dps + l] * x[r*xrs + ow*xcs + toff[t] + l]     for lanes l < nl
+template <typename T, int NT>
+void band_tap_sums(const T* x, int64_t rows, int64_t OW, int64_t xrs, int64_t xcs, const int64_t* toff, const T* dy,
+                   int64_t dps, int nl, T* out, int64_t ld) {
+  using V = Vec<T>;
+  V acc[NT];
+#pragma GCC unroll 12
+  for (int t = 0; t < NT; ++t) acc[t] = V::zero();
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * xrs;
+    const T* dr = dy + r * OW * dps;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const V d = V::load(dr + ow * dps, nl);
+      const T* xp = xr + ow * xcs;
+#pragma GCC unroll 12
+      for (int t = 0; t < NT; ++t) acc[t] = V::fma(d, V::load(xp + toff[t], nl), acc[t]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int t = 0; t < NT; ++t) (V::load(out + t * ld) + acc[t]).store(out + t * ld);
+}
+
+template <typename T>
+void band_tap_sums_n(int nt, const T* x, int64_t rows, int64_t OW, int64_t xrs, int64_t xcs, const int64_t* toff,
+                     const T* dy, int64_t dps, int nl, T* out, int64_t ld) {
+  switch (nt) {
+#define BIGMODEL_DW_CASE(k) \
+  case k: return band_tap_sums<T, k>(x, rows, OW, xrs, xcs, toff, dy, dps, nl, out, ld);
+    BIGMODEL_DW_CASE(1) BIGMODEL_DW_CASE(2) BIGMODEL_DW_CASE(3) BIGMODEL_DW_CASE(4) BIGMODEL_DW_CASE(5)
+    BIGMODEL_DW_CASE(6) BIGMODEL_DW_CASE(7) BIGMODEL_DW_CASE(8) BIGMODEL_DW_CASE(9) BIGMODEL_DW_CASE(10)
+    BIGMODEL_DW_CASE(11)
+#undef BIGMODEL_DW_CASE
+    default: return band_tap_sums<T, kTapChunk>(x, rows, OW, xrs, xcs, toff, dy, dps, nl, out, ld);
   }
 }
 
@@ -465,9 +593,11 @@ void backward_weight_nhwc(const Conv2dParams& p) {
   const int64_t per_thread = round_up(partial_sz + band_sz, 16);
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
   T* scratch = alloc_scratch<T>(per_thread * nt);
+  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    int64_t* toff = offs + taps * tid;
     T* partial = scratch + tid * per_thread;
     T* dbp = partial + taps * Cs;
     fill_zero(partial, partial_sz);
@@ -486,26 +616,10 @@ void backward_weight_nhwc(const Conv2dParams& p) {
           for (int64_t q = 0; q < rows * p.OW; ++q) s = s + V::load(dyb + q * C + c, nl);
           s.store(dbp + c);
         }
-        for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk) {
-          const int ntc = static_cast<int>(min64(kTapChunk, taps - t0));
-          int64_t off[kTapChunk];
-          V acc[kTapChunk];
-          for (int t = 0; t < kTapChunk; ++t) {
-            const int64_t tt = t0 + (t < ntc ? t : 0);
-            off[t] = (tt / p.KW) * p.dH * band.rs + (tt % p.KW) * p.dW * band.cs + c;
-            acc[t] = V::zero();
-          }
-          for (int64_t r = 0; r < rows; ++r) {
-            const T* xr = band.base + r * p.sH * band.rs;
-            const T* dr = dyb + r * p.OW * C + c;
-            for (int64_t ow = 0; ow < p.OW; ++ow) {
-              const V d = V::load(dr + ow * C, nl);
-              const T* xp = xr + ow * p.sW * band.cs;
-              for (int t = 0; t < ntc; ++t) acc[t] = V::fma(d, V::load(xp + off[t], nl), acc[t]);
-            }
-          }
-          for (int t = 0; t < ntc; ++t) (V::load(partial + (t0 + t) * Cs + c) + acc[t]).store(partial + (t0 + t) * Cs + c);
-        }
+        for (int64_t t = 0; t < taps; ++t) toff[t] = (t / p.KW) * p.dH * band.rs + (t % p.KW) * p.dW * band.cs + c;
+        for (int64_t t0 = 0; t0 < taps; t0 += kTapChunk)
+          band_tap_sums_n(static_cast<int>(min64(kTapChunk, taps - t0)), band.base, rows, p.OW, p.sH * band.rs,
+                          p.sW * band.cs, toff + t0, dyb + c, C, nl, partial + t0 * Cs + c, Cs);
       }
     }
 #pragma omp barrier
@@ -524,6 +638,7 @@ void backward_weight_nhwc(const Conv2dParams& p) {
       }
     }
   }
+  free_scratch(offs);
   free_scratch(scratch);
 }
 
