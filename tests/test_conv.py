@@ -166,6 +166,18 @@ def test_same_padding_even_kernel_is_asymmetric_like_torch(isa):
         run_and_compare(x, w, None, dict(padding="same", dilation=d), f"same {k} {d}")
 
 
+def test_values_outside_every_window_do_not_leak(isa):
+    # With stride 2, kernel 3 and no padding, input column 9 of 10 is read by no window: an inf
+    # there must not reach any result (0 * inf would be NaN in a kernel that let padding lanes
+    # or staged columns touch it).
+    for groups, ic, oc in [(1, 5, 7), (4, 4, 4), (1, 20, 3)]:
+        for layout in ("nchw", "channels_last"):
+            x = make_input((2, ic, 9, 10), layout)
+            x[:, :, :, 9] = float("inf")
+            w = torch.randn(oc, ic // groups, 3, 3)
+            run_and_compare(x, w, torch.randn(oc), dict(stride=2, groups=groups), f"inf outside windows {layout}")
+
+
 def test_output_keeps_memory_format():
     w = torch.randn(8, 8, 3, 3)
     x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_(True)

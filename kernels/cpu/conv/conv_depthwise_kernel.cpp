@@ -251,11 +251,12 @@ void plane_tap_sums_n(int nt, const T* dyp, int64_t OH, int64_t OW, const Plane<
   }
 }
 
-// Copies rows [r0, r0 + rows) x columns [c0, c0 + cols) of an (H, W) plane into dst (row stride
-// cols), zero outside the plane.
+// Copies rows [r0, r0 + rows) x columns [c0, c0 + used) of an (H, W) plane into dst (row stride
+// cols >= used), zero outside the plane and in columns [used, cols).
 template <typename T>
-void copy_plane(T* dst, const T* src, int64_t H, int64_t W, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
-  const int64_t cl = min64(cols, max64(0, -c0)), cr = max64(cl, min64(cols, W - c0));
+void copy_plane(T* dst, const T* src, int64_t H, int64_t W, int64_t r0, int64_t rows, int64_t c0, int64_t used,
+                int64_t cols) {
+  const int64_t cl = min64(used, max64(0, -c0)), cr = max64(cl, min64(used, W - c0));
   for (int64_t r = 0; r < rows; ++r) {
     T* d = dst + r * cols;
     const int64_t ih = r0 + r;
@@ -281,6 +282,7 @@ void backward_weight_nchw(const Conv2dParams& p) {
   const int64_t C = p.IC, taps = p.KH * p.KW;
   const int64_t OWr = round_up(p.OW, S);
   const int64_t Hb = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1;
+  const int64_t Wused = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;  // input columns the windows read
   const int64_t Wb = (OWr - 1) * p.sW + (p.KW - 1) * p.dW + 1 + (p.sW == 2 ? 2 * S : 0);  // + room for load_even
   const T* x = static_cast<const T*>(p.input);
   const T* dy = static_cast<const T*>(p.grad_output);
@@ -308,8 +310,10 @@ void backward_weight_nchw(const Conv2dParams& p) {
     split_range(p.N * C, tid, nth, i0, i1);
     for (int64_t plane = i0; plane < i1; ++plane) {
       const int64_t c = plane % C;
-      copy_plane(xplane, x + plane * p.H * p.W, p.H, p.W, -p.pH, Hb, -p.pW, Wb);
-      copy_plane(dplane, dy + plane * p.OH * p.OW, p.OH, p.OW, 0, p.OH, 0, OWr);
+      // only the columns some window reads hold input: the others meet zero gradient lanes, and
+      // 0 * inf would otherwise turn into NaN
+      copy_plane(xplane, x + plane * p.H * p.W, p.H, p.W, -p.pH, Hb, -p.pW, Wused, Wb);
+      copy_plane(dplane, dy + plane * p.OH * p.OW, p.OH, p.OW, 0, p.OH, 0, p.OW, OWr);
       if (db != nullptr) {  // OH * OWr is a multiple of S
         V s0 = V::zero(), s1 = V::zero();
         int64_t k = 0;
