@@ -57,46 +57,75 @@ struct Plane {
 };
 
 // out[oh * OW + ow] = bias + sum_{kh, kw} w[kh * KW + kw] * in(oh * sH + kh * dH, ow * sW + kw * dW)
-// for NB vectors of columns starting at ow (lanes < n in the last one when n < size).
-template <typename T, int NB>
-BM_INLINE void stencil_block(const Plane<T>& in, T* out_row, const T* w, T bias, int64_t oh, int64_t ow,
-                             int64_t KH, int64_t KW, int64_t sH, int64_t sW, int64_t dH, int64_t dW, int n) {
+// for NR rows from oh and NB vectors of columns starting at ow[b] (lanes < n of each, n < size
+// only when the row is shorter than a vector). NR x NB independent accumulators keep both FMA
+// pipes busy; weights are broadcast once per tap for all of them.
+template <typename T, int NR, int NB>
+BM_INLINE void stencil_block(const Plane<T>& in, T* out, int64_t OW, const T* w, T bias, int64_t oh,
+                             const int64_t* ow, int64_t KH, int64_t KW, int64_t sH, int64_t sW, int64_t dH,
+                             int64_t dW, int n) {
   using V = Vec<T>;
-  constexpr int S = V::size;
-  V acc[NB];
+  V acc[NR][NB];
 #pragma GCC unroll 4
-  for (int b = 0; b < NB; ++b) acc[b] = V::broadcast(bias);
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) acc[r][b] = V::broadcast(bias);
   for (int64_t kh = 0; kh < KH; ++kh) {
-    const T* row = in.base + (oh * sH + kh * dH) * in.ld;
+    const T* row0 = in.base + (oh * sH + kh * dH) * in.ld;
     for (int64_t kw = 0; kw < KW; ++kw) {
       const V wv = V::broadcast(w[kh * KW + kw]);
 #pragma GCC unroll 4
-      for (int b = 0; b < NB; ++b) {
-        const int64_t col = (ow + b * S) * sW + kw * dW;
-        acc[b] = V::fma(load_cols(row + col, sW, b == NB - 1 ? n : S, in.cols - col), wv, acc[b]);
+      for (int r = 0; r < NR; ++r) {
+        const T* row = row0 + r * sH * in.ld;
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) {
+          const int64_t col = ow[b] * sW + kw * dW;
+          const V x = sW == 1 && n == V::size ? V::load(row + col) : load_cols(row + col, sW, n, in.cols - col);
+          acc[r][b] = V::fma(x, wv, acc[r][b]);
+        }
       }
     }
   }
 #pragma GCC unroll 4
-  for (int b = 0; b < NB; ++b) acc[b].store(out_row + ow + b * S, b == NB - 1 ? n : S);
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) acc[r][b].store(out + (oh + r) * OW + ow[b], n);
 }
 
+template <typename T, int NR>
+void stencil_rows(const Plane<T>& in, T* out, int64_t OW, const T* w, T bias, int64_t oh, const int64_t* starts,
+                  int64_t nstarts, int64_t KH, int64_t KW, int64_t sH, int64_t sW, int64_t dH, int64_t dW, int n) {
+  int64_t b = 0;
+  for (; b + 4 <= nstarts; b += 4)
+    stencil_block<T, NR, 4>(in, out, OW, w, bias, oh, starts + b, KH, KW, sH, sW, dH, dW, n);
+  switch (nstarts - b) {
+    case 3: return stencil_block<T, NR, 3>(in, out, OW, w, bias, oh, starts + b, KH, KW, sH, sW, dH, dW, n);
+    case 2: return stencil_block<T, NR, 2>(in, out, OW, w, bias, oh, starts + b, KH, KW, sH, sW, dH, dW, n);
+    case 1: return stencil_block<T, NR, 1>(in, out, OW, w, bias, oh, starts + b, KH, KW, sH, sW, dH, dW, n);
+    default: return;
+  }
+}
+
+// The whole (OH, OW) plane. Column vectors start at 0, S, 2S, ... and the last one ends flush
+// with the row (overlapping its neighbour: the overlap is recomputed, never masked); rows go in
+// pairs. `starts` has room for OW / S + 1 entries.
 template <typename T>
 void stencil_plane(const Plane<T>& in, T* out, int64_t OH, int64_t OW, const T* w, T bias, int64_t KH, int64_t KW,
-                   int64_t sH, int64_t sW, int64_t dH, int64_t dW) {
+                   int64_t sH, int64_t sW, int64_t dH, int64_t dW, int64_t* starts) {
   constexpr int S = Vec<T>::size;
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    T* orow = out + oh * OW;
-    int64_t ow = 0;
-    for (; ow + 4 * S <= OW; ow += 4 * S) stencil_block<T, 4>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, S);
-    for (; ow + S <= OW; ow += S) stencil_block<T, 1>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, S);
-    if (ow < OW) {
-      if (OW >= S)  // recompute an overlapping full vector rather than a masked one
-        stencil_block<T, 1>(in, orow, w, bias, oh, OW - S, KH, KW, sH, sW, dH, dW, S);
-      else
-        stencil_block<T, 1>(in, orow, w, bias, oh, ow, KH, KW, sH, sW, dH, dW, static_cast<int>(OW - ow));
-    }
+  int64_t nstarts = 0;
+  int n = S;
+  if (OW < S) {
+    starts[nstarts++] = 0;
+    n = static_cast<int>(OW);
+  } else {
+    for (int64_t ow = 0; ow + S <= OW; ow += S) starts[nstarts++] = ow;
+    if (OW % S != 0) starts[nstarts++] = OW - S;
   }
+  int64_t oh = 0;
+  for (; oh + 2 <= OH; oh += 2)
+    stencil_rows<T, 2>(in, out, OW, w, bias, oh, starts, nstarts, KH, KW, sH, sW, dH, dW, n);
+  if (oh < OH) stencil_rows<T, 1>(in, out, OW, w, bias, oh, starts, nstarts, KH, KW, sH, sW, dH, dW, n);
 }
 
 template <typename T>
@@ -111,6 +140,7 @@ void forward_nchw(const Conv2dParams& p) {
   const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
   const int64_t per_thread = round_up(Hb * Wb, 16);
   T* scratch = alloc_scratch<T>(per_thread * nt);
+  int64_t* starts = alloc_scratch<int64_t>((p.OW / Vec<T>::size + 2) * nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -121,9 +151,11 @@ void forward_nchw(const Conv2dParams& p) {
       const Band<T> b = make_band(x + i * p.H * p.W, Layout::nchw, 1, p.H, p.W, -p.pH, Hb, -p.pW, Wb, false,
                                   scratch + tid * per_thread);
       stencil_plane(Plane<T>{b.base, b.rs, Wb}, y + i * p.OH * p.OW, p.OH, p.OW, w + c * taps,
-                    bias != nullptr ? bias[c] : T(0), p.KH, p.KW, p.sH, p.sW, p.dH, p.dW);
+                    bias != nullptr ? bias[c] : T(0), p.KH, p.KW, p.sH, p.sW, p.dH, p.dW,
+                    starts + tid * (p.OW / Vec<T>::size + 2));
     }
   }
+  free_scratch(starts);
   free_scratch(scratch);
 }
 
@@ -145,6 +177,7 @@ void backward_input_nchw(const Conv2dParams& p) {
   const int64_t per_thread = round_up(unit_stride ? Hb1 * Wb1 + taps : HbS * (WbS + 2 * S), 16);
   const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
   T* scratch = alloc_scratch<T>(per_thread * nt);
+  int64_t* starts = alloc_scratch<int64_t>((p.W / S + 2) * nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -159,7 +192,8 @@ void backward_input_nchw(const Conv2dParams& p) {
         T* wf = buf + Hb1 * Wb1;  // flipped kernel
         for (int64_t t = 0; t < taps; ++t) wf[t] = wc[taps - 1 - t];
         const Band<T> b = make_band(dy + i * p.OH * p.OW, Layout::nchw, 1, p.OH, p.OW, -qH, Hb1, -qW, Wb1, false, buf);
-        stencil_plane(Plane<T>{b.base, b.rs, Wb1}, dxp, p.H, p.W, wf, T(0), p.KH, p.KW, 1, 1, p.dH, p.dW);
+        stencil_plane(Plane<T>{b.base, b.rs, Wb1}, dxp, p.H, p.W, wf, T(0), p.KH, p.KW, 1, 1, p.dH, p.dW,
+                      starts + tid * (p.W / S + 2));
         continue;
       }
       // acc(oh*sH + kh*dH, ow*sW + kw*dW) += w[kh, kw] * dy[oh, ow]; rows are WbS + 2S wide so that
@@ -193,6 +227,7 @@ void backward_input_nchw(const Conv2dParams& p) {
       }
     }
   }
+  free_scratch(starts);
   free_scratch(scratch);
 }
 
@@ -358,50 +393,47 @@ void backward_weight_nchw(const Conv2dParams& p) {
 // NHWC: channel vectors
 // ---------------------------------------------------------------------------------------------
 
-// out_j[l] = init[l] + sum_t w[t][l] * in_j[off[t] + l] for lanes l < n (n = size except at the
-// channel tail).
+// out_j[c + l] = init[c + l] + sum_t w[t][c + l] * in_j[off[t] + c + l] for lanes l < n (n = size
+// except at the channel tail).
 template <typename T, int NP>
 BM_INLINE void dw_tile(const T* const* in, const int64_t* off, const T* const* w, int ntaps, T* const* out,
-                       const T* init, int n) {
+                       const T* init, int64_t c, int n) {
   using V = Vec<T>;
   V acc[NP];
-  const V b = init != nullptr ? V::load(init, n) : V::zero();
+  const V b = init != nullptr ? V::load(init + c, n) : V::zero();
 #pragma GCC unroll 16
   for (int j = 0; j < NP; ++j) acc[j] = b;
   for (int t = 0; t < ntaps; ++t) {
-    const V wv = V::load(w[t], n);
-    const int64_t o = off[t];
+    const V wv = V::load(w[t] + c, n);
+    const int64_t o = off[t] + c;
 #pragma GCC unroll 16
     for (int j = 0; j < NP; ++j) acc[j] = V::fma(V::load(in[j] + o, n), wv, acc[j]);
   }
 #pragma GCC unroll 16
-  for (int j = 0; j < NP; ++j) acc[j].store(out[j], n);
+  for (int j = 0; j < NP; ++j) acc[j].store(out[j] + c, n);
 }
 
 constexpr int kDwNP = 8;
 
 // Every channel of pixels [0, npix); pixel(q, in, out) gives pixel q's input (before the tap
-// offset) and output pointers at channel 0; weights are w[t] + c for channel c.
+// offset) and output pointers at channel 0; weights are w[t] + c for channel c. Pixels past npix
+// in the last tile repeat pixel 0 (storing the same values again).
 template <typename T, typename PixelFn>
 void dw_pixels(int64_t npix, int64_t C, const PixelFn& pixel, const int64_t* off, const T* const* w, int ntaps,
-               const T* init, const T** wc) {
+               const T* init) {
   constexpr int S = Vec<T>::size;
   const T* in[kDwNP];
   T* out[kDwNP];
   for (int64_t q0 = 0; q0 < npix; q0 += kDwNP) {
-    const int np = static_cast<int>(min64(kDwNP, npix - q0));
-    for (int j = 0; j < np; ++j) pixel(q0 + j, in[j], out[j]);
-    for (int64_t c = 0; c < C; c += S) {
-      const int n = static_cast<int>(min64(S, C - c));
-      const T* inc[kDwNP];
-      T* outc[kDwNP];
-      for (int j = 0; j < kDwNP; ++j) {
-        inc[j] = (j < np ? in[j] : in[0]) + c;
-        outc[j] = (j < np ? out[j] : out[0]) + c;  // a repeated pixel stores the same values again
+    for (int j = 0; j < kDwNP; ++j) {
+      if (q0 + j < npix) {
+        pixel(q0 + j, in[j], out[j]);
+      } else {
+        in[j] = in[0];
+        out[j] = out[0];
       }
-      for (int t = 0; t < ntaps; ++t) wc[t] = w[t] + c;
-      dw_tile<T, kDwNP>(inc, off, wc, ntaps, outc, init != nullptr ? init + c : nullptr, n);
     }
+    for (int64_t c = 0; c < C; c += S) dw_tile<T, kDwNP>(in, off, w, ntaps, out, init, c, static_cast<int>(min64(S, C - c)));
   }
 }
 
@@ -451,8 +483,20 @@ int64_t dw_band_rows(int64_t N, int64_t out_rows, int64_t bytes_per_row, int nt)
   return ceil_div(out_rows, ceil_div(out_rows, R));
 }
 
+// Outputs [lo, hi) along one dimension whose every tap lies inside [0, in).
+BM_INLINE void interior_range(int64_t out, int64_t in, int64_t k, int64_t s, int64_t pad, int64_t d, int64_t& lo,
+                              int64_t& hi) {
+  lo = pad <= 0 ? 0 : min64(out, ceil_div(pad, s));  // o*s - pad >= 0
+  const int64_t last = in - 1 + pad - (k - 1) * d;  // o*s <= last
+  hi = last < 0 ? lo : max64(lo, min64(out, last / s + 1));
+}
+
+// The forward reads the image in place: pixels whose taps all lie inside it go through the tile,
+// the others (a one-pixel frame for 3x3 / padding 1) sum their valid taps only.
 template <typename T>
 void forward_nhwc(const Conv2dParams& p) {
+  using V = Vec<T>;
+  constexpr int S = V::size;
   const int64_t C = p.IC, taps = p.KH * p.KW;
   const T* x = static_cast<const T*>(p.input);
   const T* wsrc = static_cast<const T*>(p.weight);
@@ -461,50 +505,99 @@ void forward_nhwc(const Conv2dParams& p) {
   T* wt = alloc_scratch<T>(taps * C);  // [t][c]
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < taps; ++t) wt[t * C + c] = wsrc[c * taps + t];
-  const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
+  int64_t ohl, ohh, owl, owh;
+  interior_range(p.OH, p.H, p.KH, p.sH, p.pH, p.dH, ohl, ohh);
+  interior_range(p.OW, p.W, p.KW, p.sW, p.pW, p.dW, owl, owh);
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * Wb + p.OW) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * p.W + p.OW) * C * int64_t(sizeof(T)), nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
-  const int64_t band_sz = band_elems(C, (R - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb);
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(round_up(band_sz, 16) * nt);
-  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
+  int64_t* offs = alloc_scratch<int64_t>(2 * taps * nt);
   const T** ptrs = alloc_scratch<const T*>(2 * taps * nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
-    int64_t* off = offs + tid * taps;
+    int64_t* off = offs + 2 * tid * taps;  // interior tap offsets, then a border pixel's
+    int64_t* boff = off + taps;
     const T** wp = ptrs + 2 * tid * taps;
-    const T** wc = wp + taps;
+    const T** bw = wp + taps;
+    for (int64_t t = 0; t < taps; ++t) {
+      off[t] = ((t / p.KW) * p.dH * p.W + (t % p.KW) * p.dW) * C;
+      wp[t] = wt + t * C;
+    }
     int64_t i0, i1;
     split_range(items, tid, omp_get_num_threads(), i0, i1);
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t n = item / nb, oh0 = (item % nb) * R, rows = min64(R, p.OH - oh0);
-      const Band<T> band = make_band(x + n * C * p.H * p.W, Layout::nhwc, C, p.H, p.W, oh0 * p.sH - p.pH,
-                                     (rows - 1) * p.sH + (p.KH - 1) * p.dH + 1, -p.pW, Wb, true,
-                                     scratch + tid * round_up(band_sz, 16));
-      for (int64_t t = 0; t < taps; ++t) {
-        off[t] = (t / p.KW) * p.dH * band.rs + (t % p.KW) * p.dW * band.cs;
-        wp[t] = wt + t * C;
-      }
-      T* ybase = y + (n * p.OH + oh0) * p.OW * C;
-      auto pixel = [&](int64_t q, const T*& in, T*& out) {
-        const int64_t r = q / p.OW, c = q - r * p.OW;
-        in = band.base + r * p.sH * band.rs + c * p.sW * band.cs;
-        out = ybase + q * C;
+      const int64_t n = item / nb, oh0 = (item % nb) * R, oh1 = min64(p.OH, oh0 + R);
+      const T* xn = x + n * p.H * p.W * C;
+      auto border = [&](int64_t oh, int64_t ow) {
+        int nv = 0;
+        for (int64_t kh = 0; kh < p.KH; ++kh) {
+          const int64_t ih = oh * p.sH - p.pH + kh * p.dH;
+          if (ih < 0 || ih >= p.H) continue;
+          for (int64_t kw = 0; kw < p.KW; ++kw) {
+            const int64_t iw = ow * p.sW - p.pW + kw * p.dW;
+            if (iw < 0 || iw >= p.W) continue;
+            boff[nv] = (ih * p.W + iw) * C;
+            bw[nv++] = wt + (kh * p.KW + kw) * C;
+          }
+        }
+        T* out = y + ((n * p.OH + oh) * p.OW + ow) * C;
+        for (int64_t c = 0; c < C; c += S) {
+          const int nl = static_cast<int>(min64(S, C - c));
+          V acc = bias != nullptr ? V::load(bias + c, nl) : V::zero();
+          for (int v = 0; v < nv; ++v) acc = V::fma(V::load(xn + boff[v] + c, nl), V::load(bw[v] + c, nl), acc);
+          acc.store(out + c, nl);
+        }
       };
-      dw_pixels<T>(rows * p.OW, C, pixel, off, wp, static_cast<int>(taps), bias, wc);
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        if (oh < ohl || oh >= ohh) {
+          for (int64_t ow = 0; ow < p.OW; ++ow) border(oh, ow);
+          continue;
+        }
+        const T* xrow = xn + (oh * p.sH - p.pH) * p.W * C;
+        T* yrow = y + (n * p.OH + oh) * p.OW * C;
+        auto pixel = [&](int64_t q, const T*& in, T*& out) {
+          const int64_t ow = owl + q;
+          in = xrow + (ow * p.sW - p.pW) * C;
+          out = yrow + ow * C;
+        };
+        dw_pixels<T>(owh - owl, C, pixel, off, wp, static_cast<int>(taps), bias);
+        for (int64_t ow = 0; ow < owl; ++ow) border(oh, ow);
+        for (int64_t ow = owh; ow < p.OW; ++ow) border(oh, ow);
+      }
     }
   }
   free_scratch(ptrs);
   free_scratch(offs);
-  free_scratch(scratch);
   free_scratch(wt);
 }
 
 template <typename T>
 void backward_input_nhwc(const Conv2dParams& p) {
   const int64_t C = p.IC, taps = p.KH * p.KW;
+  if (p.sH == 1 && p.sW == 1) {
+    // grad_input = the forward of grad_output with the flipped kernel and padding (K-1)*d - p
+    // (negative padding crops), output size (H, W).
+    T* flipped = alloc_scratch<T>(C * taps);
+    const T* w = static_cast<const T*>(p.weight);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < taps; ++t) flipped[c * taps + t] = w[c * taps + taps - 1 - t];
+    Conv2dParams q = p;
+    q.input = p.grad_output;
+    q.weight = flipped;
+    q.bias = nullptr;
+    q.output = p.grad_input;
+    q.H = p.OH;
+    q.W = p.OW;
+    q.OH = p.H;
+    q.OW = p.W;
+    q.pH = (p.KH - 1) * p.dH - p.pH;
+    q.pW = (p.KW - 1) * p.dW - p.pW;
+    forward_nhwc<T>(q);
+    free_scratch(flipped);
+    return;
+  }
   const T* dy = static_cast<const T*>(p.grad_output);
   const T* wsrc = static_cast<const T*>(p.weight);
   T* dx = static_cast<T*>(p.grad_input);
@@ -536,7 +629,6 @@ void backward_input_nhwc(const Conv2dParams& p) {
     const int tid = omp_get_thread_num();
     int64_t* off = offs + tid * taps;
     const T** wp = ptrs + 2 * tid * taps;
-    const T** wc = wp + taps;
     int64_t i0, i1;
     split_range(items, tid, omp_get_num_threads(), i0, i1);
     for (int64_t item = i0; item < i1; ++item) {
@@ -568,7 +660,7 @@ void backward_input_nhwc(const Conv2dParams& p) {
             in = band.base + (r0 + i) * band.rs + (c0 + j) * band.cs;
             out = xbase + ((ihf - ih0 + i * p.sH) * p.W + iwf + j * p.sW) * C;
           };
-          dw_pixels<T>(nh * nw, C, pixel, off, wp, ntaps, nullptr, wc);
+          dw_pixels<T>(nh * nw, C, pixel, off, wp, ntaps, nullptr);
         }
       }
     }
