@@ -1,7 +1,8 @@
 // Entry points of the CPU convolution kernels: the output-size rule, the choice of algorithm
 // and the per-ISA dispatch.
 //
-//   depthwise (groups == IC == OC)  -> conv_depthwise_kernel.cpp (per-channel stencils)
+//   depthwise (groups == IC == OC)  -> conv_depthwise_nchw_kernel.cpp (per-plane stencils) and
+//                                      conv_depthwise_nhwc_kernel.cpp (channel vectors)
 //   1x1, stride 1, unpadded, NCHW   -> conv_gemm.cpp: forward and grad-input on the GEMM core
 //   everything else                 -> conv_direct_kernel.cpp / conv_weight_kernel.cpp
 //                                      (direct register-tiled convolution on padded bands)
@@ -22,9 +23,12 @@ namespace cpu {
 BIGMODEL_ISA_DECLARE(void, conv2d_direct_forward, (const Conv2dParams&))
 BIGMODEL_ISA_DECLARE(void, conv2d_direct_backward_input, (const Conv2dParams&))
 BIGMODEL_ISA_DECLARE(void, conv2d_direct_backward_weight, (const Conv2dParams&))
-BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_forward, (const Conv2dParams&))
-BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_backward_input, (const Conv2dParams&))
-BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_backward_weight, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nchw_forward, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nchw_backward_input, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nchw_backward_weight, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nhwc_forward, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nhwc_backward_input, (const Conv2dParams&))
+BIGMODEL_ISA_DECLARE(void, conv2d_depthwise_nhwc_backward_weight, (const Conv2dParams&))
 
 bool conv2d_is_pointwise_nchw(const Conv2dParams& p);
 void conv2d_pointwise_forward(const Conv2dParams& p);
@@ -37,7 +41,10 @@ bool is_depthwise(const Conv2dParams& p) { return p.groups > 1 && p.groups == p.
 void conv2d_forward(const Conv2dParams& p) {
   if (p.N == 0) return;
   if (is_depthwise(p)) {
-    BIGMODEL_ISA_CALL(conv2d_depthwise_forward, p);
+    if (p.layout == Layout::nchw) {
+      BIGMODEL_ISA_CALL(conv2d_depthwise_nchw_forward, p);
+    }
+    BIGMODEL_ISA_CALL(conv2d_depthwise_nhwc_forward, p);
   }
   if (conv2d_is_pointwise_nchw(p)) return conv2d_pointwise_forward(p);
   BIGMODEL_ISA_CALL(conv2d_direct_forward, p);
@@ -46,7 +53,10 @@ void conv2d_forward(const Conv2dParams& p) {
 void conv2d_backward_input(const Conv2dParams& p) {
   if (p.N == 0) return;
   if (is_depthwise(p)) {
-    BIGMODEL_ISA_CALL(conv2d_depthwise_backward_input, p);
+    if (p.layout == Layout::nchw) {
+      BIGMODEL_ISA_CALL(conv2d_depthwise_nchw_backward_input, p);
+    }
+    BIGMODEL_ISA_CALL(conv2d_depthwise_nhwc_backward_input, p);
   }
   if (conv2d_is_pointwise_nchw(p)) return conv2d_pointwise_backward_input(p);
   BIGMODEL_ISA_CALL(conv2d_direct_backward_input, p);
@@ -55,7 +65,10 @@ void conv2d_backward_input(const Conv2dParams& p) {
 // Also with N == 0: the gradients are then zero.
 void conv2d_backward_weight(const Conv2dParams& p) {
   if (is_depthwise(p)) {
-    BIGMODEL_ISA_CALL(conv2d_depthwise_backward_weight, p);
+    if (p.layout == Layout::nchw) {
+      BIGMODEL_ISA_CALL(conv2d_depthwise_nchw_backward_weight, p);
+    }
+    BIGMODEL_ISA_CALL(conv2d_depthwise_nhwc_backward_weight, p);
   }
   BIGMODEL_ISA_CALL(conv2d_direct_backward_weight, p);
 }

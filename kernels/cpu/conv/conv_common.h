@@ -53,11 +53,16 @@ constexpr int np_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 3 : nv == 2 ? 4 : 
 #endif
 constexpr int kMaxNP = np_for(1);
 
+// Tap accumulators per pass over the pixels in the depthwise weight gradients (registers:
+// kTapChunk + a few); the chunk size is a template argument so that they live in registers.
+constexpr int kTapChunk = 12;
+
 // Sum of the lanes of v. (GCC 12 flags its own _mm512_undefined placeholders in the reduction
-// intrinsics as "may be used uninitialized" once inlined; the diagnostic is silenced here only.)
+// intrinsics as "(may be) used uninitialized" once inlined; the diagnostic is silenced here only.)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 template <typename T>
 BM_INLINE T reduce_add(Vec<T> v);
