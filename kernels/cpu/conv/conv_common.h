@@ -153,6 +153,17 @@ Band<T> make_band(const T* image, Layout layout, int64_t C, int64_t H, int64_t W
 }
 
 // ---- work split -----------------------------------------------------------------------------
+// Output rows per band: a band's input rows and outputs (bytes_per_row each row) should fit in
+// `budget` bytes of L2 next to the weights, and there should be at least two bands per thread so
+// that the split is even (small batches are cut into more bands). Bands are equal but the last.
+BM_INLINE int64_t band_rows(int64_t N, int64_t out_rows, int64_t bytes_per_row, int64_t budget, int nt) {
+  int64_t R = max64(1, budget / max64(1, bytes_per_row));
+  R = min64(R, out_rows);
+  const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
+  if (want_bands > 1) R = min64(R, max64(1, ceil_div(out_rows, want_bands)));
+  return ceil_div(out_rows, ceil_div(out_rows, R));
+}
+
 // Items [begin, end) of `total` for thread `tid` of `nt`: contiguous, sizes differ by at most 1.
 BM_INLINE void split_range(int64_t total, int tid, int nt, int64_t& begin, int64_t& end) {
   const int64_t q = total / nt, r = total % nt;

@@ -97,15 +97,6 @@ void band_tap_sums_n(int nt, const T* x, int64_t rows, int64_t OW, int64_t xrs, 
   }
 }
 
-// Rows per band for the NHWC paths (as the direct kernels: band + output about 256 KiB).
-int64_t dw_band_rows(int64_t N, int64_t out_rows, int64_t bytes_per_row, int nt) {
-  int64_t R = max64(1, (256 * 1024) / max64(1, bytes_per_row));
-  R = min64(R, out_rows);
-  const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
-  if (want_bands > 1) R = min64(R, max64(1, ceil_div(out_rows, want_bands)));
-  return ceil_div(out_rows, ceil_div(out_rows, R));
-}
-
 // Outputs [lo, hi) along one dimension whose every tap lies inside [0, in).
 BM_INLINE void interior_range(int64_t out, int64_t in, int64_t k, int64_t s, int64_t pad, int64_t d, int64_t& lo,
                               int64_t& hi) {
@@ -132,7 +123,7 @@ void forward_nhwc(const Conv2dParams& p) {
   interior_range(p.OH, p.H, p.KH, p.sH, p.pH, p.dH, ohl, ohh);
   interior_range(p.OW, p.W, p.KW, p.sW, p.pW, p.dW, owl, owh);
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * p.W + p.OW) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t R = band_rows(p.N, p.OH, (p.sH * p.W + p.OW) * C * int64_t(sizeof(T)), 256 * 1024, nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
   int64_t* offs = alloc_scratch<int64_t>(2 * taps * nt);
@@ -230,7 +221,7 @@ void backward_input_nhwc(const Conv2dParams& p) {
   const int64_t owb0 = floor_div(p.pW - (p.KW - 1) * p.dW, p.sW);
   const int64_t Wb = floor_div(p.W - 1 + p.pW, p.sW) - owb0 + 1;
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = dw_band_rows(p.N, p.H, (ceil_div(Wb, p.sH) + p.W) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t R = band_rows(p.N, p.H, (ceil_div(Wb, p.sH) + p.W) * C * int64_t(sizeof(T)), 256 * 1024, nt_req);
   const int64_t nb = ceil_div(p.H, R), items = p.N * nb;
   auto oh_range = [&](int64_t ih0, int64_t ih1, int64_t& ohb0, int64_t& Rb) {
     ohb0 = floor_div(ih0 + p.pH - (p.KH - 1) * p.dH, p.sH);
@@ -305,7 +296,7 @@ void backward_weight_nhwc(const Conv2dParams& p) {
   T* db = static_cast<T*>(p.grad_bias);
   const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = dw_band_rows(p.N, p.OH, (p.sH * Wb + p.OW) * C * int64_t(sizeof(T)), nt_req);
+  const int64_t R = band_rows(p.N, p.OH, (p.sH * Wb + p.OW) * C * int64_t(sizeof(T)), 256 * 1024, nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int64_t band_sz = band_elems(C, (R - 1) * p.sH + (p.KH - 1) * p.dH + 1, Wb);
   const int64_t partial_sz = (taps + 1) * Cs;  // [t][Cs], then bias [Cs]

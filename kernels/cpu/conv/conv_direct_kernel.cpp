@@ -1,10 +1,12 @@
 // Direct convolution on the CPU: forward and gradient w.r.t. the input, any kernel size, stride,
 // padding, dilation and groups, NCHW and NHWC. Compiled once per ISA path (kernels/cpu/simd.h);
-// kernels/cpu/conv/conv.cpp dispatches here (depthwise convolutions go to conv_depthwise_kernel.cpp).
+// kernels/cpu/conv/conv.cpp dispatches here (depthwise convolutions go to
+// conv_depthwise_{nchw,nhwc}_kernel.cpp, 1x1 stride-1 NCHW ones to the GEMM core, conv_gemm.cpp).
 //
 // The work is cut into bands: R output rows of one image. A thread takes whole bands, copies the
-// input rows a band reads into a zero-padded scratch band (or reads the image in place when no
-// padding is touched), and computes the band's outputs in register tiles:
+// input rows a band reads into a zero-padded scratch band (NHWC; an NCHW image is transposed on
+// the way) or reads the image in place when no padding is touched, and computes the band's
+// outputs in register tiles:
 //
 //   tile (NP pixels x NV vectors of output channels):
 //     acc[j][v] = bias[v] + sum_{tap t} sum_{c < L} w_t[c][v] * in_j[off_t + c * chs]
@@ -20,6 +22,9 @@
 // Outputs in NHWC go straight from the tile to the output when the channel count per group is a
 // multiple of the vector width; otherwise (NCHW, or a channel tail) the tile writes a per-thread
 // NHWC band buffer that is transposed / copied out while it is still in cache.
+//
+// With few output channels per group (<= 8: an RGB stem's input gradient) a second tile
+// vectorises the reduction instead and sums the lanes at the end (see reduce_tile).
 //
 // The gradient w.r.t. the input is the same tile run over grad_output: for stride s the input
 // pixels split into s_h x s_w phases (ih + pH ≡ rh mod sH, ...), and within a phase the taps that
@@ -218,17 +223,6 @@ constexpr bool use_reduce_tile(int64_t out_per_group, bool nhwc_band) {
   return Vec<T>::size >= 8 && out_per_group <= kMaxReduceOut && nhwc_band;
 }
 
-// Output rows per band: the band's input rows and output buffer should stay in L2 next to the
-// weights, and there should be at least two bands per thread so that the split is even.
-int64_t band_rows(int64_t N, int64_t out_rows, int64_t in_bytes_per_row, int64_t out_bytes_per_row, int nt) {
-  constexpr int64_t kBudget = 512 * 1024;
-  int64_t R = max64(1, kBudget / max64(1, in_bytes_per_row + out_bytes_per_row));
-  R = min64(R, out_rows);
-  const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
-  if (want_bands > 1) R = min64(R, max64(1, ceil_div(out_rows, want_bands)));
-  return ceil_div(out_rows, ceil_div(out_rows, R));  // equal bands
-}
-
 // Copies an NHWC band buffer (pixels x groups*CS, channel c of group g at g*CS + c) into the
 // output rows it covers: out is the first pixel of those rows in `layout`, with `plane` = H*W
 // (NCHW) and Ctot = groups * Cg channels.
@@ -285,7 +279,8 @@ void forward(const Conv2dParams& p) {
 
   const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;  // band columns: iw in [-pW, -pW + Wb)
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = band_rows(p.N, p.OH, p.sH * Wb * p.IC * int64_t(sizeof(T)), p.OW * OCb * int64_t(sizeof(T)), nt_req);
+  const int64_t R = band_rows(p.N, p.OH, p.sH * Wb * p.IC * int64_t(sizeof(T)) + p.OW * OCb * int64_t(sizeof(T)),
+                              512 * 1024, nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int64_t Rb_max = (R - 1) * p.sH + (p.KH - 1) * p.dH + 1;
   const bool direct_out = p.layout == Layout::nhwc && (OCs == OCg || few_out);
@@ -415,8 +410,8 @@ void backward_input(const Conv2dParams& p) {
   const int64_t owb0 = floor_div(p.pW - (p.KW - 1) * p.dW, p.sW);
   const int64_t Wb = floor_div(p.W - 1 + p.pW, p.sW) - owb0 + 1;
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t R = band_rows(p.N, p.H, ceil_div(Wb * p.OC * int64_t(sizeof(T)), p.sH), p.W * ICb * int64_t(sizeof(T)),
-                              nt_req);
+  const int64_t R = band_rows(p.N, p.H, ceil_div(Wb * p.OC * int64_t(sizeof(T)), p.sH) + p.W * ICb * int64_t(sizeof(T)),
+                              512 * 1024, nt_req);
   const int64_t nb = ceil_div(p.H, R), items = p.N * nb;
   // grad_output rows read by input rows [ih0, ih1)
   auto oh_range = [&](int64_t ih0, int64_t ih1, int64_t& ohb0, int64_t& Rb) {

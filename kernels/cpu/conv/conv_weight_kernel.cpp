@@ -1,5 +1,5 @@
 // Gradient of a convolution w.r.t. its weight and bias on the CPU, NCHW and NHWC, any kernel
-// size, stride, padding, dilation and groups (depthwise ones go to conv_depthwise_kernel.cpp).
+// size, stride, padding, dilation and groups (depthwise ones go to conv_depthwise_*_kernel.cpp).
 // Compiled once per ISA path (kernels/cpu/simd.h).
 //
 //   grad_weight[g*OCg + oc, ic, kh, kw] = sum_{n, oh, ow} grad_output[n, g*OCg + oc, oh, ow]
@@ -127,10 +127,7 @@ void backward_weight(const Conv2dParams& p) {
 
   const int64_t Wb = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
   const int nt_req = p.num_threads < 1 ? 1 : p.num_threads;
-  const int64_t in_row = p.sH * Wb * p.IC * int64_t(sizeof(T)), out_row = p.OW * OCb * int64_t(sizeof(T));
-  int64_t R = max64(1, (256 * 1024) / (in_row + out_row));
-  R = min64(R, p.OH);
-  R = ceil_div(p.OH, ceil_div(p.OH, R));
+  const int64_t R = band_rows(p.N, p.OH, (p.sH * Wb * p.IC + p.OW * OCb) * int64_t(sizeof(T)), 256 * 1024, nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int64_t Rb_max = (R - 1) * p.sH + (p.KH - 1) * p.dH + 1;
   const bool direct_dy = p.layout == Layout::nhwc && OCs == OCg;
