@@ -19,16 +19,18 @@ THREADS = typer.Option(None, "--threads", min=1, help="Threads for both sides (d
 JSON_OUT = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout).")
 
 
-def _emit(results, title: str, units, json_out: Optional[str], meta: dict) -> None:
+def _emit(results, title: str, units, json_out: Optional[str], meta: dict, extra=(), notes=()) -> None:
     from bigmodel.bench import environment, render_table, results_to_json
 
     env = environment()
     if json_out == "-":
         sys.stdout.write(json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
     else:
-        console.print(render_table(results, title, units))
+        console.print(render_table(results, title, units, extra))
         console.print(f"[dim]{env['cpu']}, {env['threads']} threads, ISA {env['isa']}, torch {env['torch']}, "
                       f"{env['date']}[/]")
+        for line in notes:
+            console.print(f"[dim]{line}[/]")
         if json_out:
             write_atomic(Path(json_out), json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
             console.print(f"results written to {json_out}")
@@ -42,7 +44,7 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict) -> No
         raise typer.Exit(1)
 
 
-def _run(cases, warmup: int, repeats: int, quiet: bool):
+def _run(cases, warmup: int, repeats: int, quiet: bool, max_seconds: Optional[float] = None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bigmodel.bench import run_cases
@@ -55,7 +57,7 @@ def _run(cases, warmup: int, repeats: int, quiet: bool):
         def advance(res):
             progress.update(task, advance=1, description=res.name)
 
-        return run_cases(cases, warmup=warmup, repeats=repeats, on_result=advance)
+        return run_cases(cases, warmup=warmup, repeats=repeats, max_seconds=max_seconds, on_result=advance)
 
 
 @app.command()
@@ -99,3 +101,54 @@ def pool(
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
           {"suite": "pool", "warmup": warmup, "repeats": repeats})
+
+
+@app.command()
+def gemm(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="M,N,K of a custom product (repeatable). Default: the standard groups."),
+    group: str = typer.Option("all", "--group", help="square, lstm, attention, conv or all."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float = typer.Option(8.0, "--max-seconds", min=0.1,
+                                      help="Stop timing a case after this long (at least 3 rounds)."),
+    refresh_peak: bool = typer.Option(False, "--refresh-peak", help="Measure the fp32 peak again (ignore the cache)."),
+    json_out: Optional[str] = JSON_OUT,
+) -> None:
+    """bigmodel's GEMM core against torch.mm: GFLOP/s, % of torch and % of the machine's fp32 peak."""
+    import_bigmodel()
+    import torch
+
+    from bigmodel.bench import gemm as gemm_bench
+    from bigmodel.bench.peak import fp32_peak
+
+    groups = tuple(gemm_bench.GROUPS)
+    if group != "all":
+        if group not in groups:
+            raise typer.BadParameter(f"expected one of {', '.join(groups)} or all, got {group!r}", param_hint="--group")
+        groups = (group,)
+    dt = parse_dtype(dtype, "cpu")
+    set_threads(threads)
+    cfgs = [gemm_bench.custom(*parse_shape(s, 3, "--shape")) for s in shape] if shape else gemm_bench.configs(groups)
+    peak = fp32_peak(torch.get_num_threads(), refresh=refresh_peak)
+    results = _run(gemm_bench.cases(cfgs, dt), warmup, repeats, quiet=json_out == "-", max_seconds=max_seconds)
+
+    def pct(which):
+        def cell(r):
+            v = r.throughput("GFLOP", which)
+            return "-" if v is None else f"{100 * v / peak['machine']:.0f}%"
+        return cell
+
+    def pct_torch(r):
+        return "-" if r.speedup is None else f"{100 * r.speedup:.0f}%"
+
+    extra = [("% of torch", pct_torch), ("% of peak", pct("ours")), ("torch % of peak", pct("torch"))]
+    notes = [f"fp32 peak {peak['machine']:.0f} GFLOP/s ({peak['machine_isa']}, {peak['threads']} threads): "
+             f"our FMA-throughput loop, per-thread CPU time, cached in {peak['cache']}"]
+    if peak["active_isa"] != peak["machine_isa"]:
+        notes.append(f"active path {peak['active_isa']}: its own FMA peak is {peak['active']:.0f} GFLOP/s")
+    meta = {"suite": "gemm", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds,
+            "peak_gflops": peak}
+    _emit(results, "GEMM: bigmodel vs torch.mm", ["GFLOP"], json_out, meta, extra, notes)
