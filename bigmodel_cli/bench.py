@@ -104,6 +104,58 @@ def pool(
 
 
 @app.command()
+def gemm(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="M,N,K of a custom product (repeatable). Default: the standard groups."),
+    group: str = typer.Option("all", "--group", help="square, lstm, attention, conv or all."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float = typer.Option(8.0, "--max-seconds", min=0.1,
+                                      help="Stop timing a case after this long (at least 3 rounds)."),
+    refresh_peak: bool = typer.Option(False, "--refresh-peak", help="Measure the fp32 peak again (ignore the cache)."),
+    json_out: Optional[str] = JSON_OUT,
+) -> None:
+    """bigmodel's GEMM core against torch.mm: GFLOP/s, % of torch and % of the machine's fp32 peak."""
+    import_bigmodel()
+    import torch
+
+    from bigmodel.bench import gemm as gemm_bench
+    from bigmodel.bench.peak import fp32_peak
+
+    groups = tuple(gemm_bench.GROUPS)
+    if group != "all":
+        if group not in groups:
+            raise typer.BadParameter(f"expected one of {', '.join(groups)} or all, got {group!r}", param_hint="--group")
+        groups = (group,)
+    dt = parse_dtype(dtype, "cpu")
+    set_threads(threads)
+    cfgs = [gemm_bench.custom(*parse_shape(s, 3, "--shape")) for s in shape] if shape else gemm_bench.configs(groups)
+    peak = fp32_peak(torch.get_num_threads(), refresh=refresh_peak)
+    results = _run(gemm_bench.cases(cfgs, dt), warmup, repeats, quiet=json_out == "-", max_seconds=max_seconds)
+
+    def pct(which):
+        def cell(r):
+            v = r.throughput("GFLOP", which)
+            return "-" if v is None else f"{100 * v / peak['machine']:.0f}%"
+        return cell
+
+    def pct_torch(r):
+        return "-" if r.speedup is None else f"{100 * r.speedup:.0f}%"
+
+    extra = [("% of torch", pct_torch), ("% of peak", pct("ours")), ("torch % of peak", pct("torch"))]
+    notes = [f"fp32 peak {peak['machine']:.0f} GFLOP/s ({peak['machine_isa']}, {peak['threads']} threads): "
+             f"our FMA-throughput loop, per-thread CPU time, cached in {peak['cache']}"]
+    if peak["active_isa"] != peak["machine_isa"]:
+        notes.append(f"active path {peak['active_isa']}: its own FMA peak is {peak['active']:.0f} GFLOP/s")
+    meta = {"suite": "gemm", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds,
+            "peak_gflops": peak}
+    _emit(results, "GEMM: bigmodel vs torch.mm", ["GFLOP"], json_out, meta, extra, notes)
+
+
+
+@app.command()
 def conv(
     shape: Optional[List[str]] = typer.Option(
         None, "--shape", help="Input N,C,H,W (repeatable), with the options below. Default: the issue's five shapes."),
@@ -126,7 +178,7 @@ def conv(
     json_out: Optional[str] = JSON_OUT,
 ) -> None:
     """conv2d against torch.nn.functional.conv2d: time, GFLOP/s and % of the measured fp32 peak."""
-    bigmodel = import_bigmodel()
+    import_bigmodel()
     import torch
 
     from bigmodel.bench import conv as conv_bench
@@ -157,13 +209,16 @@ def conv(
                                          param_hint="--kernel-size")
             configs.append(conv_bench.ConvConfig(dims, oc, kernel_size, stride, pad, groups))
     peak = None
-    notes = []
+    notes = ["fwd+bwd: a forward and the input, weight and bias gradients (3x the forward's flops)"]
     if device == "cpu":
-        # The ceiling the GFLOP/s columns are compared with: our FMA-throughput loop on the active
-        # ISA path, summed over the benchmark's threads (CPU time, so other load does not lower it).
-        peak = float(bigmodel._C.fma_peak_gflops(torch.get_num_threads(), 0.5))
-        notes.append(f"fp32 peak {peak:.0f} GFLOP/s ({bigmodel.active_isa()}, {torch.get_num_threads()} threads, "
-                     "measured FMA throughput); fwd+bwd counts 3x the forward's flops")
+        # The ceiling the GFLOP/s columns are compared with: the machine's measured fp32 peak at
+        # the benchmark's thread count (bigmodel.bench.peak, cached).
+        from bigmodel.bench.peak import fp32_peak
+
+        info = fp32_peak(torch.get_num_threads())
+        peak = info["machine"]
+        notes.append(f"fp32 peak {peak:.0f} GFLOP/s ({info['machine_isa']}, {info['threads']} threads): our "
+                     f"FMA-throughput loop, per-thread CPU time, cached in {info['cache']}")
     results = _run(conv_bench.cases(configs, layouts, passes, dt, device), warmup, repeats, quiet=json_out == "-",
                    max_seconds=max_seconds)
 

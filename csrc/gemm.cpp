@@ -156,7 +156,7 @@ at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, const std::optional<at
   check_same(op, "b", b, "a", a);
   TORCH_CHECK_VALUE(a.size(1) == b.size(0), op, ": a has shape ", a.sizes(), " and b has shape ", b.sizes(),
                     "; b.size(0) must equal a.size(1)");
-  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  at::Tensor out = empty_activation({a.size(0), b.size(1)}, a.options());
   init_output(op, out, c, beta);
   GemmParams p = base_params(out, a.size(0), b.size(1), a.size(1), alpha, beta, c);
   p.a = strided(a);
@@ -258,7 +258,7 @@ at::Tensor gemm_batch_reduce(const at::Tensor& a, const at::Tensor& b, const std
     TORCH_CHECK_VALUE(B.packed.k_total == T * K, op, ": packed b has Kt ", B.packed.k_total, " but a (shape ",
                       a.sizes(), ") needs T * K = ", T * K);
   }
-  at::Tensor out = at::empty({M, N}, a.options().dtype(A.dtype));
+  at::Tensor out = empty_activation({M, N}, a.options().dtype(A.dtype));
   init_output(op, out, c, beta);
   GemmParams p = base_params(out, M, N, K, alpha, beta, c);
   p.batch_count = T;
@@ -360,7 +360,7 @@ at::Tensor gemm_prepacked(const at::Tensor& a, const at::Tensor& b, const std::o
   TORCH_CHECK_VALUE(a.device() == b.device() && a.device().is_cpu(), op, ": a and b must both be CPU tensors");
   TORCH_CHECK_VALUE(Ka == Kb, op, ": a is ", M, " x ", Ka, " but b is ", Kb, " x ", N,
                     "; the inner dimensions must match");
-  at::Tensor out = at::empty({M, N}, a.options().dtype(ta));
+  at::Tensor out = empty_activation({M, N}, a.options().dtype(ta));
   init_output(op, out, c, beta);
   GemmParams p = base_params(out, M, N, Ka, alpha, beta, c);
   p.a = oa;

@@ -335,3 +335,44 @@ def test_bad_inputs():
         ops.gemm_batch_reduce(torch.randn(2, 3, 4), torch.randn(3, 4, 5))
     with pytest.raises(ValueError, match="gemm_batch_reduce: a must be 3-D"):
         ops.gemm_batch_reduce(m, torch.randn(1, 4, 5))
+
+
+# ---- benchmark plumbing -------------------------------------------------------------------------
+
+
+def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
+    from bigmodel.bench import peak
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(peak, "MEASURE_SECONDS", 0.05)
+    first = peak.fp32_peak(1)
+    assert first["machine"] > 0 and first["machine_isa"] == bigmodel.available_isas()[0]
+    cached = (tmp_path / "bigmodel" / "peak.json").read_text()
+    assert f"|{first['machine_isa']}|1 threads" in cached
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("the cached peak should have been used")
+
+    monkeypatch.setattr(bigmodel._C, "fma_peak_gflops", must_not_measure)
+    assert peak.fp32_peak(1)["machine"] == first["machine"]
+    with pytest.raises(AssertionError, match="cached peak"):
+        peak.fp32_peak(1, refresh=True)
+
+
+def test_bench_gemm_command(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bigmodel.bench import peak
+    from bigmodel_cli.app import app
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(peak, "MEASURE_SECONDS", 0.05)
+    result = CliRunner().invoke(app, ["bench", "gemm", "--shape", "33,17,65", "--warmup", "0", "--repeats", "2",
+                                      "--json", "-"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (case,) = data["results"]
+    assert case["status"] == "ok" and case["params"]["M"] == 33 and case["work"]["GFLOP"] > 0
+    assert data["meta"]["peak_gflops"]["machine"] > 0

@@ -14,8 +14,11 @@
 // Every operand is described by strides in elements, so "transposed" is not a flag: element
 // (r, c) of a strided operand is data[r * rs + c * cs]. A row-major matrix with leading
 // dimension ld has (rs, cs) = (ld, 1); its transpose is the same memory with (rs, cs) = (1, ld).
-// Any strides work (including 0 and non-unit on both sides); (ld, 1) for A and B and a C with
-// cs_c == 1 are the fast paths, and a C with rs_c == 1 is handled by computing C^T = B^T A^T.
+// Any strides work for A and B (including 0 and non-unit on both sides). C may have any strides
+// whose elements do not overlap each other or A / B. Fast paths: A and B with either stride 1
+// (contiguous rows are copied, contiguous columns transposed in registers while packing), and
+// C with cs_c == 1; a C with rs_c == 1 is computed as C^T = B^T A^T (unless an operand is
+// pre-packed), any other C goes through a per-tile scatter.
 //
 // Batch-reduce. C = alpha * sum_{t < batch_count} A_t * B_t + beta * C, each A_t M x K and each
 // B_t K x N, accumulated into the same register tile (no partial C is written per t). This is
@@ -63,11 +66,13 @@
 // ---------------------------------------------------------------------------------------------
 // Threading
 //
-// gemm() is the standalone multi-threaded GEMM: it opens one OpenMP region of p.num_threads
-// threads (fewer for small problems), splits C into one rectangle per thread (whole MR / NR
-// panels), and each thread packs what it needs into its own scratch: no shared writes, no
-// atomics, deterministic results that do not depend on the thread count. Called from inside an
-// active OpenMP parallel region it runs on the calling thread only (never a nested region).
+// gemm() is the standalone multi-threaded GEMM: it opens one OpenMP region of up to
+// p.num_threads threads (one below ~0.5 M multiply-adds, where a fork costs more than it saves),
+// splits C into one rectangle per thread (whole MR / NR panels; the split weighs each thread's
+// FMAs against the operand it must pack again), and each thread packs what it needs into its own
+// slice of one scratch allocation: no shared writes, no atomics, and results that are bitwise
+// identical for any thread count (each element is reduced in the same order). Called from
+// inside an active OpenMP parallel region it runs on the calling thread only (never nested).
 //
 // gemm_single_thread() is for callers that run their own parallel region (conv, attention,
 // LSTM): it uses no OpenMP and allocates nothing; the caller passes scratch of at least
@@ -190,4 +195,30 @@ GemmPacked gemm_pack(const GemmPackParams& p);
 double fma_peak_gflops(int num_threads, double seconds);
 
 }  // namespace cpu
+
+// ---------------------------------------------------------------------------------------------
+// Usage sketches (float32; error handling omitted)
+//
+// LSTM, one step: gates(B, 4H) = h(B, H) x W_hh^T, W_hh (4H, H) row-major, packed once:
+//   GemmPackParams pk{.dtype = DType::f32, .side = GemmSide::b, .outer = 4 * H, .K = H,
+//                     .src = {.data = W_hh, .rs = 1, .cs = H}};        // W_hh^T as a K x N view
+//   std::vector<char> buf(cpu::gemm_packed_bytes(DType::f32, GemmSide::b, 4 * H, H));
+//   pk.dst = buf.data();
+//   const GemmPacked w = cpu::gemm_pack(pk);
+//   GemmParams p{.M = B, .N = 4 * H, .K = H, .a = {.data = h, .rs = H, .cs = 1},
+//                .b = {.kind = GemmOperandKind::packed, .packed = &w},
+//                .c = gates, .rs_c = 4 * H, .cs_c = 1, .beta = 1.0,      // += input projection
+//                .epilogue = {.callback = lstm_cell_update, .callback_ctx = &state}};
+//   for each t: p.a.data = h_t; p.c = gates_t; cpu::gemm(p);
+//
+// Convolution, NCHW, one image and one output row block as a batch-reduce over the kh*kw taps:
+//   out(OC, P) = sum_tap W_tap(OC, IC) x X_tap(IC, P), W packed once as the concatenated
+//   (OC) x (taps*IC) operand (side a, .K = IC, .batch_count = taps, items = per-tap weight
+//   pointers with their strides), X_tap given per tap as items with (rs, cs) = (H*W, stride_w);
+//   bias per row and relu in the epilogue.
+//
+// Attention, inside the caller's own `#pragma omp parallel` over (batch, head, q block):
+//   thread-local scratch of cpu::gemm_scratch_bytes(p) bytes, then
+//   S = Q_blk x K_blk^T with .b = {.data = K_blk, .rs = 1, .cs = ldk} (or K pre-packed),
+//   .alpha = softmax scale; cpu::gemm_single_thread(p, scratch, bytes).
 }  // namespace bigmodel
