@@ -22,8 +22,9 @@ MARKDOWN_OUT = typer.Option(None, "--markdown", help="Also write the results as 
 CSV_OUT = typer.Option(None, "--csv", help="Also write the results as CSV to this file.")
 
 
-def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markdown_out: Optional[str] = None,
-          csv_out: Optional[str] = None) -> None:
+def _emit(results, title: str, units, json_out: Optional[str], meta: dict, extra=(), notes=(),
+          markdown_out: Optional[str] = None, csv_out: Optional[str] = None) -> None:
+    """Render results (table, JSON, CSV, Markdown); exit 1 if any case failed validation."""
     from bigmodel.bench import environment, render_table, results_to_csv, results_to_json, results_to_markdown
 
     env = environment()
@@ -33,14 +34,19 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markd
         command = meta.get("command", "bigmodel bench")
         if sys.argv and Path(sys.argv[0]).name in ("bigmodel", "__main__.py"):  # the command as typed
             command = " ".join(["bigmodel", *(shlex.quote(a) for a in sys.argv[1:])])
-        write_atomic(Path(markdown_out), results_to_markdown(results, env, command, units))
+        text = results_to_markdown(results, env, command, units)
+        if notes:
+            text += "\n" + "\n".join(f"Note: {line}  " for line in notes) + "\n"
+        write_atomic(Path(markdown_out), text)
     if json_out == "-":
         sys.stdout.write(json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
     else:
-        console.print(render_table(results, title, units))
+        console.print(render_table(results, title, units, extra))
         where = (f"{env['gpu']}" if meta.get("device") == "cuda" else
                  f"{env['cpu']}, {env['threads']} threads, ISA {env['isa']}")
         console.print(f"[dim]{where}, torch {env['torch']}, {env['date']}[/]")
+        for line in notes:
+            console.print(f"[dim]{line}[/]")
         if json_out:
             write_atomic(Path(json_out), json.dumps(results_to_json(results, env, meta), indent=2) + "\n")
             console.print(f"results written to {json_out}")
@@ -54,7 +60,7 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict, markd
         raise typer.Exit(1)
 
 
-def _run(cases, warmup: int, repeats: int, quiet: bool):
+def _run(cases, warmup: int, repeats: int, quiet: bool, max_seconds: Optional[float] = None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bigmodel.bench import run_cases
@@ -67,7 +73,7 @@ def _run(cases, warmup: int, repeats: int, quiet: bool):
         def advance(res):
             progress.update(task, advance=1, description=res.name)
 
-        return run_cases(cases, warmup=warmup, repeats=repeats, on_result=advance)
+        return run_cases(cases, warmup=warmup, repeats=repeats, max_seconds=max_seconds, on_result=advance)
 
 
 @app.command()
@@ -112,7 +118,143 @@ def pool(
     cases = pool_bench.cases(configs, ops, layouts, passes, dt, device)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "pooling: bigmodel vs torch.nn.functional", ["GB"], json_out,
-          {"suite": "pool", "device": device, "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"}, markdown_out, csv_out)
+          {"suite": "pool", "device": device, "warmup": warmup, "repeats": repeats, "command": "bigmodel bench pool"},
+          markdown_out=markdown_out, csv_out=csv_out)
+
+
+@app.command()
+def gemm(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="M,N,K of a custom product (repeatable). Default: the standard groups."),
+    group: str = typer.Option("all", "--group", help="square, lstm, attention, conv or all."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float = typer.Option(8.0, "--max-seconds", min=0.1,
+                                      help="Stop timing a case after this long (at least 3 rounds)."),
+    refresh_peak: bool = typer.Option(False, "--refresh-peak", help="Measure the fp32 peak again (ignore the cache)."),
+    json_out: Optional[str] = JSON_OUT,
+    markdown_out: Optional[str] = MARKDOWN_OUT,
+    csv_out: Optional[str] = CSV_OUT,
+) -> None:
+    """bigmodel's GEMM core against torch.mm: GFLOP/s, % of torch and % of the machine's fp32 peak."""
+    import_bigmodel()
+    import torch
+
+    from bigmodel.bench import gemm as gemm_bench
+    from bigmodel.bench.peak import fp32_peak
+
+    groups = tuple(gemm_bench.GROUPS)
+    if group != "all":
+        if group not in groups:
+            raise typer.BadParameter(f"expected one of {', '.join(groups)} or all, got {group!r}", param_hint="--group")
+        groups = (group,)
+    dt = parse_dtype(dtype, "cpu")
+    set_threads(threads)
+    cfgs = [gemm_bench.custom(*parse_shape(s, 3, "--shape")) for s in shape] if shape else gemm_bench.configs(groups)
+    peak = fp32_peak(torch.get_num_threads(), refresh=refresh_peak)
+    results = _run(gemm_bench.cases(cfgs, dt), warmup, repeats, quiet=json_out == "-", max_seconds=max_seconds)
+
+    def pct(which):
+        def cell(r):
+            v = r.throughput("GFLOP", which)
+            return "-" if v is None else f"{100 * v / peak['machine']:.0f}%"
+        return cell
+
+    def pct_torch(r):
+        return "-" if r.speedup is None else f"{100 * r.speedup:.0f}%"
+
+    extra = [("% of torch", pct_torch), ("% of peak", pct("ours")), ("torch % of peak", pct("torch"))]
+    notes = [f"fp32 peak {peak['machine']:.0f} GFLOP/s ({peak['machine_isa']}, {peak['threads']} threads): "
+             f"our FMA-throughput loop, per-thread CPU time, cached in {peak['cache']}"]
+    if peak["active_isa"] != peak["machine_isa"]:
+        notes.append(f"active path {peak['active_isa']}: its own FMA peak is {peak['active']:.0f} GFLOP/s")
+    meta = {"suite": "gemm", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds,
+            "peak_gflops": peak}
+    _emit(results, "GEMM: bigmodel vs torch.mm", ["GFLOP"], json_out, meta, extra, notes, markdown_out, csv_out)
+
+
+
+@app.command()
+def conv(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="Input N,C,H,W (repeatable), with the options below. Default: the issue's five shapes."),
+    out_channels: Optional[int] = typer.Option(None, "--out-channels", "-o", min=1,
+                                               help="Output channels, with --shape (default: C)."),
+    kernel_size: int = typer.Option(3, "--kernel-size", "-k", min=1, help="Kernel size, with --shape."),
+    stride: int = typer.Option(1, "--stride", "-s", min=1, help="Stride, with --shape."),
+    padding: Optional[int] = typer.Option(None, "--padding", "-p", min=0,
+                                          help="Padding, with --shape (default: kernel_size // 2)."),
+    groups: int = typer.Option(1, "--groups", "-g", min=1, help="Groups, with --shape (C for depthwise)."),
+    layout: str = typer.Option("both", "--layout", help="nchw, channels_last or both."),
+    pass_: str = typer.Option("both", "--pass", help="fwd, fwd+bwd (input, weight and bias gradients) or both."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64 (CPU); float16/bfloat16 on CUDA."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+    max_seconds: float = typer.Option(10.0, "--max-seconds", min=0.1,
+                                      help="Stop timing a case after this long (at least 3 rounds)."),
+    json_out: Optional[str] = JSON_OUT,
+    markdown_out: Optional[str] = MARKDOWN_OUT,
+    csv_out: Optional[str] = CSV_OUT,
+) -> None:
+    """conv2d against torch.nn.functional.conv2d: time, GFLOP/s and % of the measured fp32 peak."""
+    import_bigmodel()
+    import torch
+
+    from bigmodel.bench import conv as conv_bench
+
+    def choice(name, value, allowed):
+        if value == "both":
+            return allowed
+        if value not in allowed:
+            raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
+        return (value,)
+
+    layouts = choice("--layout", layout, ("nchw", "channels_last"))
+    passes = choice("--pass", pass_, ("fwd", "fwd+bwd"))
+    dt = parse_dtype(dtype, device)
+    set_threads(threads)
+    configs = None
+    if shape:
+        configs = []
+        for s in shape:
+            dims = parse_shape(s, 4, "--shape")
+            oc = out_channels or dims[1]
+            if dims[1] % groups or oc % groups:
+                raise typer.BadParameter(f"groups ({groups}) must divide the input ({dims[1]}) and output ({oc}) "
+                                         "channels", param_hint="--groups")
+            pad = kernel_size // 2 if padding is None else padding
+            if min(dims[2], dims[3]) + 2 * pad < kernel_size:
+                raise typer.BadParameter(f"kernel {kernel_size} is larger than the padded input {dims[2:]} + {pad}",
+                                         param_hint="--kernel-size")
+            configs.append(conv_bench.ConvConfig(dims, oc, kernel_size, stride, pad, groups))
+    peak = None
+    notes = ["fwd+bwd: a forward and the input, weight and bias gradients (3x the forward's flops)"]
+    if device == "cpu":
+        # The ceiling the GFLOP/s columns are compared with: the machine's measured fp32 peak at
+        # the benchmark's thread count (bigmodel.bench.peak, cached).
+        from bigmodel.bench.peak import fp32_peak
+
+        info = fp32_peak(torch.get_num_threads())
+        peak = info["machine"]
+        notes.append(f"fp32 peak {peak:.0f} GFLOP/s ({info['machine_isa']}, {info['threads']} threads): our "
+                     f"FMA-throughput loop, per-thread CPU time, cached in {info['cache']}")
+    results = _run(conv_bench.cases(configs, layouts, passes, dt, device), warmup, repeats, quiet=json_out == "-",
+                   max_seconds=max_seconds)
+
+    def pct(which):
+        def cell(r):
+            v = r.throughput("GFLOP", which)
+            return "-" if v is None or peak is None else f"{100 * v / peak:.0f}%"
+        return cell
+
+    extra = [("% of peak", pct("ours")), ("torch % of peak", pct("torch"))]
+    meta = {"suite": "conv", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds, "peak_gflops": peak}
+    _emit(results, "conv2d: bigmodel vs torch.nn.functional.conv2d", ["GFLOP"], json_out, meta, extra, notes,
+          markdown_out, csv_out)
 
 
 @app.command()

@@ -157,8 +157,10 @@ def _launch(cfg, as_json: bool) -> None:
     try:
         distributed.launch(cfg.nproc, args)
     except Exception as exc:  # ChildFailedError: the worker printed its own error above
-        codes = sorted({getattr(f, "exitcode", 1) for f in getattr(exc, "failures", {}).values()} - {0})
-        code = codes[0] if codes and codes[0] > 0 else 1
+        # The workers that failed by themselves exit > 0; the launcher's SIGTERM to the others shows
+        # up as a negative code, and which of them it reports first is a race: prefer the former.
+        codes = sorted(c for c in (getattr(f, "exitcode", 1) for f in getattr(exc, "failures", {}).values()) if c > 0)
+        code = codes[0] if codes else 1
         if code not in (3, 130):
             err_console.print(f"[red]error:[/] a training process failed ({type(exc).__name__}, exit code {code}); "
                               "see its output above", highlight=False)

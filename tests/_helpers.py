@@ -1,4 +1,4 @@
-"""Shared bits of the training tests: tiny configurations and subprocess environments."""
+"""Shared bits of the tests: tiny training configurations, subprocess environments, stable seeds."""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ def write_text_corpus(path: Path, n: int = 3000) -> Path:
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]
     path.write_text(" ".join(words[(i * 7 + i // 3) % len(words)] for i in range(n // 4)) + "\n")
     return path
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that is the same in every process (the built-in hash() of a str is not)."""
+    import zlib
+
+    return zlib.crc32(repr(parts).encode()) & 0xFFFF

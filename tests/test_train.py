@@ -295,7 +295,7 @@ def test_cli_plain_log_lines_and_summary_table_when_not_a_terminal(tmp_path):
     text = res.stdout
     assert "epoch 1/2 step 8/8: loss" in text and "samples/s" in text
     assert "epoch 2/2: train loss" in text and "val acc" in text
-    assert "bigmodel.nn layers: MaxPool2d" in text
+    assert "bigmodel.nn layers: Conv2d, MaxPool2d" in text
     if not hasattr(bigmodel.nn, "Conv2d"):
         assert "falling back to torch.nn for Conv2d" in text
     assert "train acc" in text and "best: epoch" in text  # the epoch summary table and the last line

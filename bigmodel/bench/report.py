@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import subprocess
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -68,8 +68,10 @@ def _fmt_rate(v: float | None) -> str:
     return f"{v:,.1f}" if v < 10_000 else f"{v:,.0f}"
 
 
-def render_table(results: Sequence[CaseResult], title: str, units: Iterable[str] = ()):
-    """A Rich table: one row per case with median ± IQR for both sides, throughput, speedup."""
+def render_table(results: Sequence[CaseResult], title: str, units: Iterable[str] = (),
+                 extra: Sequence[tuple[str, Callable[[CaseResult], str]]] = ()):
+    """A Rich table: one row per case with median ± IQR for both sides, throughput, speedup, and
+    any `extra` (header, cell-function) columns a suite adds (e.g. % of peak)."""
     from rich.table import Table
 
     units = list(units)
@@ -81,16 +83,19 @@ def render_table(results: Sequence[CaseResult], title: str, units: Iterable[str]
         table.add_column(f"bigmodel {u}/s", justify="right")
         table.add_column(f"torch {u}/s", justify="right")
     table.add_column("speedup", justify="right")
+    for header, _ in extra:
+        table.add_column(header, justify="right")
     for r in results:
         if r.status != "ok":
-            table.add_row(r.name, f"[red]{r.status.upper()}[/]", "-", *(["-"] * (2 * len(units))), "-")
+            table.add_row(r.name, f"[red]{r.status.upper()}[/]", "-", *(["-"] * (2 * len(units))), "-",
+                          *(["-"] * len(extra)))
             continue
         sp = r.speedup
         sp_txt = f"[green]{sp:.2f}x[/]" if sp >= 1 else f"[yellow]{sp:.2f}x[/]"
         rates = []
         for u in units:
             rates += [_fmt_rate(r.throughput(u, "ours")), _fmt_rate(r.throughput(u, "torch"))]
-        table.add_row(r.name, _fmt_ms(r.ours), _fmt_ms(r.torch), *rates, sp_txt)
+        table.add_row(r.name, _fmt_ms(r.ours), _fmt_ms(r.torch), *rates, sp_txt, *(fn(r) for _, fn in extra))
     return table
 
 

@@ -1,7 +1,8 @@
 """Drop-in modules: torch.nn's constructor arguments, attributes and state_dict keys, running on
 bigmodel's kernels. `convert(model)` swaps a model's torch.nn layers for these, in place."""
 
+from .conv import Conv2d
 from .convert import convert
 from .pooling import AvgPool2d, MaxPool2d
 
-__all__ = ["AvgPool2d", "MaxPool2d", "convert"]
+__all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "convert"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .conv import Conv2d
 from .pooling import AvgPool2d, MaxPool2d
 
 # torch.nn class -> ours. Ours subclass theirs with the same attributes, so a layer is swapped by
@@ -12,6 +13,7 @@ from .pooling import AvgPool2d, MaxPool2d
 _SWAPS: dict[type, type] = {
     torch.nn.MaxPool2d: MaxPool2d,
     torch.nn.AvgPool2d: AvgPool2d,
+    torch.nn.Conv2d: Conv2d,
 }
 
 

@@ -5,6 +5,9 @@ fake (shape) functions that torch.compile traces with, and the autograd formulas
 backward passes are registered ops of their own.
 """
 
+from .conv import conv2d
+from .gemm import gemm, gemm_batch_reduce, gemm_pack, gemm_prepacked, matmul
 from .pool import avg_pool2d, max_pool2d
 
-__all__ = ["avg_pool2d", "max_pool2d"]
+__all__ = ["avg_pool2d", "conv2d", "gemm", "gemm_batch_reduce", "gemm_pack", "gemm_prepacked", "matmul",
+           "max_pool2d"]

@@ -15,12 +15,24 @@
 #include <cmath>
 #include <cstdint>
 
+// GCC 12 reports -Wmaybe-uninitialized inside the AVX-512 intrinsic headers (the self-initialised
+// _mm512_undefined_* they use; GCC bug 105593). The warning is attributed to the header's lines,
+// so it is silenced around the include only.
+#if defined(BIGMODEL_BUILD_AVX512) || defined(BIGMODEL_BUILD_AVX2)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#endif
+
 #if defined(BIGMODEL_BUILD_AVX512)
 #define BIGMODEL_ISA_NS avx512
-#include <immintrin.h>
 #elif defined(BIGMODEL_BUILD_AVX2)
 #define BIGMODEL_ISA_NS avx2
-#include <immintrin.h>
 #elif defined(BIGMODEL_BUILD_GENERIC)
 #define BIGMODEL_ISA_NS generic
 #else
@@ -101,12 +113,42 @@ struct Vec<float> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
   static BM_INLINE Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
   // m ? a : b, lane by lane.
-  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
+  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // r[0 .. size) are the rows of a size x size block; afterwards r[j] holds its column j.
+  static BM_INLINE void transpose(Vec* r) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {  // per 128-bit lane: row pairs interleaved
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+    }
+    __m512 u[16];
+    for (int i = 0; i < 4; ++i) {  // lane L of u[4i + j]: rows 4i..4i+3 at column 4L + j
+      const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+      const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+      u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+      u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+      u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (int j = 0; j < 4; ++j) {  // gather the four 128-bit lanes of each column
+      t[j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+      t[4 + j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+      t[8 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+      t[12 + j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j].v = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+      r[8 + j].v = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+      r[4 + j].v = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+      r[12 + j].v = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+    }
+  }
 };
 
 template <>
@@ -164,11 +206,31 @@ struct Vec<double> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm512_mul_pd(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm512_div_pd(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm512_max_pd(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q); }
   static BM_INLINE Mask mask_or(Mask a, Mask b) { return static_cast<Mask>(a | b); }
-  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
+  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }  static BM_INLINE void transpose(Vec* r) {
+    __m512d x[8], y[8];
+    for (int i = 0; i < 4; ++i) {  // lane L of x[2i + j]: rows 2i, 2i+1 at column 2L + j
+      x[2 * i] = _mm512_unpacklo_pd(r[2 * i].v, r[2 * i + 1].v);
+      x[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i].v, r[2 * i + 1].v);
+    }
+    for (int j = 0; j < 2; ++j) {
+      y[j] = _mm512_shuffle_f64x2(x[j], x[2 + j], 0x88);
+      y[2 + j] = _mm512_shuffle_f64x2(x[j], x[2 + j], 0xdd);
+      y[4 + j] = _mm512_shuffle_f64x2(x[4 + j], x[6 + j], 0x88);
+      y[6 + j] = _mm512_shuffle_f64x2(x[4 + j], x[6 + j], 0xdd);
+    }
+    for (int j = 0; j < 2; ++j) {
+      r[j].v = _mm512_shuffle_f64x2(y[j], y[4 + j], 0x88);
+      r[4 + j].v = _mm512_shuffle_f64x2(y[j], y[4 + j], 0xdd);
+      r[2 + j].v = _mm512_shuffle_f64x2(y[2 + j], y[6 + j], 0x88);
+      r[6 + j].v = _mm512_shuffle_f64x2(y[2 + j], y[6 + j], 0xdd);
+    }
+  }
 };
 
 #elif defined(BIGMODEL_BUILD_AVX2)
@@ -240,11 +302,31 @@ struct Vec<float> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
   static BM_INLINE Mask mask_or(Mask a, Mask b) { return _mm256_or_ps(a, b); }
-  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }  static BM_INLINE void transpose(Vec* r) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
+    }
+    for (int i = 0; i < 2; ++i) {  // lane L of u[4i + j]: rows 4i..4i+3 at column 4L + j
+      const __m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 2]);
+      const __m256d c = _mm256_castps_pd(t[4 * i + 1]), d = _mm256_castps_pd(t[4 * i + 3]);
+      u[4 * i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));
+      u[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));
+      u[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(c, d));
+      u[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(c, d));
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j].v = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+      r[4 + j].v = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+  }
 };
 
 template <>
@@ -300,11 +382,20 @@ struct Vec<double> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm256_mul_pd(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm256_div_pd(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm256_max_pd(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q); }
   static BM_INLINE Mask mask_or(Mask a, Mask b) { return _mm256_or_pd(a, b); }
-  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
+  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }  static BM_INLINE void transpose(Vec* r) {
+    const __m256d t0 = _mm256_unpacklo_pd(r[0].v, r[1].v), t1 = _mm256_unpackhi_pd(r[0].v, r[1].v);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2].v, r[3].v), t3 = _mm256_unpackhi_pd(r[2].v, r[3].v);
+    r[0].v = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1].v = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2].v = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3].v = _mm256_permute2f128_pd(t1, t3, 0x31);
+  }
 };
 
 #else  // generic: one lane of plain C++
@@ -338,11 +429,12 @@ struct Vec {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {a.v / b.v}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
+  static BM_INLINE Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return a.v > b.v; }
   static BM_INLINE Mask eq(Vec a, Vec b) { return a.v == b.v; }
   static BM_INLINE Mask isnan(Vec a) { return a.v != a.v; }
   static BM_INLINE Mask mask_or(Mask a, Mask b) { return a || b; }
-  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }
+  static BM_INLINE Vec select(Mask m, Vec a, Vec b) { return m ? a : b; }  static BM_INLINE void transpose(Vec*) {}  // a 1 x 1 block
 };
 
 #endif
