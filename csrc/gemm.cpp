@@ -447,7 +447,12 @@ std::tuple<at::Tensor, at::Tensor> gemm_epilogue(at::Tensor& c, const at::Tensor
   }
   run_kernel([&] {
     if (single_thread) {
-      const int64_t bytes = cpu::gemm_scratch_bytes(p);
+      // Sized before any pointer is known, as callers with their own parallel region do.
+      GemmParams shape_only = p;
+      shape_only.a.data = shape_only.b.data = nullptr;
+      shape_only.c = nullptr;
+      shape_only.epilogue = GemmEpilogue{};
+      const int64_t bytes = cpu::gemm_scratch_bytes(shape_only);
       std::vector<char> scratch(static_cast<size_t>(bytes));
       cpu::gemm_single_thread(p, scratch.data(), bytes);
     } else {

@@ -79,10 +79,19 @@ void check_operand(const GemmOperand& op, GemmSide side, DType dtype, int64_t ou
   fail(name + ": unknown operand kind");
 }
 
-void check_params(const GemmParams& p) {
+// What the scratch size depends on: dtype, sizes and operand kinds (no pointers).
+void check_shape(const GemmParams& p) {
   check_dtype(p.dtype);
   if (p.M < 0 || p.N < 0) fail("M and N must be >= 0, got M=" + std::to_string(p.M) + ", N=" + std::to_string(p.N));
   checked_k_total(p.K, p.batch_count);
+  for (const GemmOperand* op : {&p.a, &p.b})
+    if (op->kind != GemmOperandKind::strided && op->kind != GemmOperandKind::batch &&
+        op->kind != GemmOperandKind::packed)
+      fail(std::string(op == &p.a ? "A" : "B") + ": unknown operand kind");
+}
+
+void check_params(const GemmParams& p) {
+  check_shape(p);
   check_operand(p.a, GemmSide::a, p.dtype, p.M, p.K, p.batch_count, true);
   check_operand(p.b, GemmSide::b, p.dtype, p.N, p.K, p.batch_count, true);
   if (p.M > 0 && p.N > 0 && p.c == nullptr) fail("C is a null pointer");
@@ -109,12 +118,13 @@ void gemm(const GemmParams& p) {
 }
 
 int64_t gemm_scratch_bytes(const GemmParams& p) {
-  check_params(p);
+  check_shape(p);
   BIGMODEL_ISA_CALL(gemm_scratch_bytes, p);
 }
 
 void gemm_single_thread(const GemmParams& p, void* scratch, int64_t scratch_bytes) {
-  const int64_t need = gemm_scratch_bytes(p);  // validates p
+  check_params(p);
+  const int64_t need = gemm_scratch_bytes(p);
   if (scratch_bytes < need || (need > 0 && scratch == nullptr))
     fail("scratch of " + std::to_string(scratch_bytes) + " bytes is too small; gemm_scratch_bytes() asks for " +
          std::to_string(need));

@@ -100,7 +100,8 @@ Operand<T> normalise(const GemmOperand& op, GemmSide side) {
   r.items = reinterpret_cast<const T* const*>(op.items);
   r.so = side == GemmSide::a ? op.rs : op.cs;
   r.sk = side == GemmSide::a ? op.cs : op.rs;
-  r.packed = op.kind == GemmOperandKind::packed ? static_cast<const T*>(op.packed->data) : nullptr;
+  // (gemm_scratch_bytes may see a packed kind without a descriptor: sizing needs no data.)
+  r.packed = op.kind == GemmOperandKind::packed && op.packed ? static_cast<const T*>(op.packed->data) : nullptr;
   return r;
 }
 

@@ -174,7 +174,10 @@ GemmBlocking gemm_blocking(DType dtype);
 void gemm(const GemmParams& p);
 
 // Scratch for gemm_single_thread(p): packing buffers sized for this problem (0 when both
-// operands are pre-packed and C is unit-stride). Depends on the active ISA path.
+// operands are pre-packed). Depends on the active ISA path and on p's dtype, sizes, operand
+// kinds and C strides only: pointers (data, items, packed, c, bias) may still be null, so
+// per-thread scratch can be sized before the operands exist. The same figure fits any problem
+// with the same dtype, kinds and C strides whose M, N and batch_count * K are no larger.
 int64_t gemm_scratch_bytes(const GemmParams& p);
 
 // One thread, no OpenMP, no allocation: for use inside a caller's parallel region.
