@@ -5,6 +5,7 @@ fake (shape) functions that torch.compile traces with, and the autograd formulas
 backward passes are registered ops of their own.
 """
 
+from .lstm import lstm, lstm_cell
 from .pool import avg_pool2d, max_pool2d
 
-__all__ = ["avg_pool2d", "max_pool2d"]
+__all__ = ["avg_pool2d", "lstm", "lstm_cell", "max_pool2d"]
