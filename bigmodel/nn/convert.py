@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .pooling import AvgPool2d, MaxPool2d
+from .rnn import LSTM, LSTMCell
 
 # torch.nn class -> ours. Ours subclass theirs with the same attributes, so a layer is swapped by
 # building ours from its constructor arguments and moving the state (parameters, buffers,
@@ -12,6 +13,8 @@ from .pooling import AvgPool2d, MaxPool2d
 _SWAPS: dict[type, type] = {
     torch.nn.MaxPool2d: MaxPool2d,
     torch.nn.AvgPool2d: AvgPool2d,
+    torch.nn.LSTM: LSTM,
+    torch.nn.LSTMCell: LSTMCell,
 }
 
 
