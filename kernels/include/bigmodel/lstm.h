@@ -41,7 +41,7 @@ struct LstmParams {
   bool reverse = false;
   bool has_bias = false;
   const int64_t* lengths = nullptr;  // B entries in [0, T], non-increasing; null: every row runs T steps.
-                                     // Host memory on the CPU, device memory on CUDA.
+                                     // Host memory, on CUDA too (only the per-step row counts are used).
 
   // Forward. All tensors contiguous.
   const void* input = nullptr;  // (T, B, I)
