@@ -26,6 +26,26 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return F.avg_pool2d(_f64(input), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
+def matmul(input, other):
+    return _f64(input) @ _f64(other)
+
+
+def gemm(a, b, c=None, alpha=1.0, beta=0.0):
+    """alpha * a @ b + beta * c in float64; beta == 0 ignores c entirely (NaN included), as addmm."""
+    out = alpha * (_f64(a) @ _f64(b))
+    if c is not None and beta != 0:
+        out = out + beta * _f64(c)
+    return out
+
+
+def gemm_batch_reduce(a, b, c=None, alpha=1.0, beta=0.0):
+    """alpha * sum_t a[t] @ b[t] + beta * c in float64."""
+    out = alpha * (_f64(a) @ _f64(b)).sum(0) if a.shape[0] else torch.zeros(a.shape[1], b.shape[2], dtype=torch.float64)
+    if c is not None and beta != 0:
+        out = out + beta * _f64(c)
+    return out
+
+
 def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     """One step of torch.nn.LSTMCell in float64, written out: gate order i, f, g, o."""
     x = _f64(input)

@@ -5,7 +5,9 @@ fake (shape) functions that torch.compile traces with, and the autograd formulas
 backward passes are registered ops of their own.
 """
 
+from .gemm import gemm, gemm_batch_reduce, gemm_pack, gemm_prepacked, matmul
 from .lstm import lstm, lstm_cell
 from .pool import avg_pool2d, max_pool2d
 
-__all__ = ["avg_pool2d", "lstm", "lstm_cell", "max_pool2d"]
+__all__ = ["avg_pool2d", "gemm", "gemm_batch_reduce", "gemm_pack", "gemm_prepacked", "lstm", "lstm_cell", "matmul",
+           "max_pool2d"]

@@ -183,8 +183,10 @@ int64_t gemm_packed_bytes(DType dtype, GemmSide side, int64_t outer, int64_t k_t
 GemmPacked gemm_pack(const GemmPackParams& p);
 
 // Measured fp32 FMA throughput of the active ISA path, in GFLOP/s: every thread runs a loop of
-// independent register FMAs (no memory traffic) for about `seconds`; the figure is the sum over
-// threads of 2 * lanes * FMAs / time. This is the ceiling the GEMM figures are compared with.
+// independent register FMAs (no memory traffic) for about `seconds` of its own CPU time (best of
+// four slices); the figure is the sum over threads of 2 * lanes * FMAs / CPU seconds. Timing CPU
+// time keeps other processes on a shared machine from lowering the ceiling. This is the figure
+// the GEMM's "% of peak" is taken against.
 double fma_peak_gflops(int num_threads, double seconds);
 
 }  // namespace cpu
