@@ -5,11 +5,12 @@
 // Forward
 //   1. gates (T*B, 4H) = X (T*B, I) W_ih^T + (b_ih + b_hh): one multi-threaded GEMM.
 //   2. One OpenMP region for the recurrence. Thread k owns hidden units [j0, j1) and packs, once,
-//      the four slices of W_hh^T that feed them (gate q: columns q*H + j0 .. q*H + j1). Per step
-//      it adds h_{t-1} W_hh^T into its columns of gates[t] (gemm_single_thread, beta = 1, four
-//      calls of B x w x H), then, while that B x 4w block is still in L2, applies the gate
-//      nonlinearities and the c/h update for its units, overwriting the pre-activations with
-//      the activated gates. One barrier per step: the next step's GEMM reads all of h_t.
+//      the four slices of W_hh^T that feed them (gate q: columns q*H + j0 .. q*H + j1). Per
+//      step it packs h_{t-1} once, adds h_{t-1} W_hh^T into its columns of gates[t]
+//      (gemm_single_thread, beta = 1: four B x w x H products on pre-packed operands), then,
+//      while that B x 4w block is still in L2, applies the gate nonlinearities and the c/h
+//      update for its units, overwriting the pre-activations with the activated gates (which
+//      the backward reads). One barrier per step: the next step's GEMM reads all of h_t.
 // Backward (BPTT), one region, the same split by hidden units:
 //      pointwise: dG_t for the thread's units from dh = grad_output[t] + dh_rec and the saved
 //      gates / cells, dc carried in place, db accumulated while dG_t is hot; barrier; then
@@ -244,6 +245,19 @@ GemmPacked pack_b(DType dt, const void* src, int64_t rs, int64_t cs, int64_t K, 
   return gemm_pack(pp);
 }
 
+// Packs the rows x K row-major matrix src (leading dimension K) as an A operand into `dst`.
+GemmPacked pack_a(DType dt, const void* src, int64_t rows, int64_t K, void* dst) {
+  GemmPackParams pp;
+  pp.dtype = dt;
+  pp.side = GemmSide::a;
+  pp.outer = rows;
+  pp.K = K;
+  pp.src = strided(src, K, 1);
+  pp.dst = dst;
+  pp.num_threads = 1;
+  return gemm_pack(pp);
+}
+
 BM_INLINE int64_t align64(int64_t bytes) { return (bytes + 63) & ~int64_t(63); }
 
 // Number of rows with lengths[b] > s (lengths non-increasing); B without lengths.
@@ -310,9 +324,10 @@ void forward_impl(const LstmParams& p) {
     thread_units(H, k, n_threads, j0, j1);
     const int64_t w = j1 - j0;
 
-    // The four W_hh^T slices (K = H, N = w) this thread multiplies by, and GEMM scratch.
-    Buffer pack_mem, scratch;
-    GemmPacked pk[4];
+    // The four W_hh^T slices (K = H, N = w) this thread multiplies by, packed once; h_{t-1}
+    // packed once per step (the A operand of all four products); GEMM scratch.
+    Buffer pack_mem, h_packed_mem, scratch;
+    GemmPacked pk[4], h_packed;
     GemmParams gp;
     if (w > 0 && T_ > 0 && B > 0) {
       const int64_t pb = align64(gemm_packed_bytes(p.dtype, GemmSide::b, w, H));
@@ -323,7 +338,9 @@ void forward_impl(const LstmParams& p) {
       gp.M = B;
       gp.N = w;
       gp.K = H;
-      gp.a = strided(h0, H, 1);
+      h_packed_mem.reset(gemm_packed_bytes(p.dtype, GemmSide::a, B, H));
+      h_packed = pack_a(p.dtype, h0, B, H, h_packed_mem.data());
+      gp.a = packed(&h_packed);
       gp.b = packed(&pk[0]);
       gp.c = gates + j0;
       gp.rs_c = G4;
@@ -343,7 +360,7 @@ void forward_impl(const LstmParams& p) {
       if (w > 0) {
         if (rows > 0 && H > 0) {
           gp.M = rows;
-          gp.a = strided(h_prev, H, 1);
+          h_packed = pack_a(p.dtype, h_prev, rows, H, h_packed_mem.data());
           for (int q = 0; q < 4; ++q) {
             gp.b = packed(&pk[q]);
             gp.c = g_t + q * H + j0;
