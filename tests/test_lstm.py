@@ -59,8 +59,10 @@ def test_lstm_op_random_shapes(isa):
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lstm_op_vector_sizes(isa, reverse):
-    # Big enough for two threads, several SIMD chunks and a ragged last chunk.
+    # Big enough for two threads, several SIMD chunks and a ragged last chunk. With two threads
+    # the small batch splits the hidden units between them, the large one the batch rows.
     check_layer(5, 13, 48, 100, reverse=reverse)
+    check_layer(4, 37, 24, 72, reverse=reverse)
 
 
 def test_lstm_op_float64():
@@ -72,6 +74,11 @@ def test_lstm_op_lengths(isa):
     lengths = torch.tensor([6, 6, 4, 1, 0])
     check_layer(6, 5, 7, 19, lengths=lengths)
     check_layer(6, 5, 7, 19, lengths=lengths, bias=False, given_state=False)
+    # Multi-threaded: split by hidden units (B = 20), and by rows (B = 40, ragged across threads).
+    lengths = torch.sort(torch.randint(0, 6, (20,)), descending=True).values
+    check_layer(5, 20, 6, 80, lengths=lengths)
+    lengths = torch.sort(torch.randint(0, 6, (40,)), descending=True).values
+    check_layer(5, 40, 6, 40, lengths=lengths)
 
 
 def test_lstm_op_empty():

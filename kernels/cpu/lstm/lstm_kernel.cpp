@@ -4,17 +4,21 @@
 //
 // Forward
 //   1. gates (T*B, 4H) = X (T*B, I) W_ih^T + (b_ih + b_hh): one multi-threaded GEMM.
-//   2. One OpenMP region for the recurrence. Thread k owns hidden units [j0, j1) and packs, once,
-//      the four slices of W_hh^T that feed them (gate q: columns q*H + j0 .. q*H + j1). Per
-//      step it packs h_{t-1} once, adds h_{t-1} W_hh^T into its columns of gates[t]
-//      (gemm_single_thread, beta = 1: four B x w x H products on pre-packed operands), then,
-//      while that B x 4w block is still in L2, applies the gate nonlinearities and the c/h
-//      update for its units, overwriting the pre-activations with the activated gates (which
-//      the backward reads). One barrier per step: the next step's GEMM reads all of h_t.
-// Backward (BPTT), one region, the same split by hidden units:
-//      pointwise: dG_t for the thread's units from dh = grad_output[t] + dh_rec and the saved
-//      gates / cells, dc carried in place, db accumulated while dG_t is hot; barrier; then
-//      dh_rec[:, j0:j1] = dG_t W_hh[:, j0:j1] with a pre-packed W_hh slice (K = 4H).
+//   2. One OpenMP region for the recurrence: per step, G_t += h_{t-1} W_hh^T on a W_hh packed
+//      once (gemm_single_thread, beta = 1), then, while that block is still in L2, the gate
+//      nonlinearities and the c/h update, overwriting the pre-activations with the activated
+//      gates (which the backward reads). The work is split one of two ways:
+//      - by batch rows (B >= 16 per thread, or one thread): batch rows never interact, so each
+//        thread runs its rows through all T steps with no barrier at all; W_hh^T (K = H,
+//        N = 4H) is packed once and shared read-only, and each step is one GEMM per thread;
+//      - by hidden units (small batches): thread k owns units [j0, j1), packs the four gate
+//        slices of W_hh^T that feed them, packs h_{t-1} once per step and runs four B x w x H
+//        products; one barrier per step, since the next step reads all of h_t.
+// Backward (BPTT), one region, split the same way:
+//      pointwise: dG_t from dh = grad_output[t] + dh_rec and the saved gates / cells, dc carried
+//      in place, db accumulated (per thread) while dG_t is hot; then dh_rec = dG_t W_hh on a
+//      pre-packed W_hh (K = 4H). By rows: no barrier; by units: one barrier per step (the
+//      GEMM for the thread's units reads all of dG_t).
 //   Afterwards three multi-threaded GEMMs over all T steps at once:
 //      dW_ih = dG^T X,  dW_hh = sum_t dG_t^T h_{t-1} (batch-reduce over t),  dX = dG W_ih.
 //
@@ -24,189 +28,38 @@
 
 #include "bigmodel/gemm.h"
 #include "bigmodel/lstm.h"
+#include "cpu/lstm/lstm_pointwise.h"
 #include "cpu/simd.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
 
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// Owns a raw, 64-byte aligned byte buffer (new[] / delete[] only: see simd.h).
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(int64_t bytes) { reset(bytes); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { delete[] raw_; }
-  void reset(int64_t bytes) {
-    delete[] raw_;
-    raw_ = new char[bytes + 64];
-    const uintptr_t a = reinterpret_cast<uintptr_t>(raw_);
-    data_ = reinterpret_cast<char*>((a + 63) & ~uintptr_t(63));
-    bytes_ = bytes;
-  }
-  char* data() const { return data_; }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  char* raw_ = nullptr;
-  char* data_ = nullptr;
-  int64_t bytes_ = 0;
-};
-
-// ---- gate nonlinearities ---------------------------------------------------------------------
-
-// tanh(x) for float lanes: x clamped to +-7.905, then an odd/even rational polynomial in x^2
-// (minimax fit, the form Eigen uses). Max abs error 3.5e-7 over the real line; NaN stays NaN.
-BM_INLINE Vec<float> tanh_vec(Vec<float> x) {
-  using V = Vec<float>;
-  const V hi = V::broadcast(7.90531110763549805f), lo = V::broadcast(-7.90531110763549805f);
-  x = V::select(V::gt(x, hi), hi, x);
-  x = V::select(V::gt(lo, x), lo, x);
-  const V x2 = x * x;
-  V p = V::broadcast(-2.76076847742355e-16f);
-  p = V::fma(p, x2, V::broadcast(2.00018790482477e-13f));
-  p = V::fma(p, x2, V::broadcast(-8.60467152213735e-11f));
-  p = V::fma(p, x2, V::broadcast(5.12229709037114e-08f));
-  p = V::fma(p, x2, V::broadcast(1.48572235717979e-05f));
-  p = V::fma(p, x2, V::broadcast(6.37261928875436e-04f));
-  p = V::fma(p, x2, V::broadcast(4.89352455891786e-03f));
-  p = p * x;
-  V q = V::broadcast(1.19825839466702e-06f);
-  q = V::fma(q, x2, V::broadcast(1.18534705686654e-04f));
-  q = V::fma(q, x2, V::broadcast(2.26843463243900e-03f));
-  q = V::fma(q, x2, V::broadcast(4.89352518554385e-03f));
-  return p / q;
-}
-
-// sigmoid(x) = 1/2 + tanh(x/2)/2.
-BM_INLINE Vec<float> sigmoid_vec(Vec<float> x) {
-  using V = Vec<float>;
-  const V half = V::broadcast(0.5f);
-  return V::fma(half, tanh_vec(half * x), half);
-}
-
-BM_INLINE double sigmoid_scalar(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-
-// ---- pointwise cell update, one batch row, units [j0, j1) -------------------------------------
-//   g    (4H): pre-activation gates in, activated gates (i, f, g, o) out
-//   c_prev, c_out, h_out, h_copy (H): c_{t-1} in; c_t, h_t and a second copy of h_t out
-
-BM_INLINE void cell_forward_row(float* g, const float* c_prev, float* c_out, float* h_out, float* h_copy, int64_t H,
-                                int64_t j0, int64_t j1) {
-  using V = Vec<float>;
-  for (int64_t j = j0; j < j1; j += V::size) {
-    const int n = static_cast<int>(min64(V::size, j1 - j));
-    const V i = sigmoid_vec(V::load(g + j, n));
-    const V f = sigmoid_vec(V::load(g + H + j, n));
-    const V gg = tanh_vec(V::load(g + 2 * H + j, n));
-    const V o = sigmoid_vec(V::load(g + 3 * H + j, n));
-    i.store(g + j, n);
-    f.store(g + H + j, n);
-    gg.store(g + 2 * H + j, n);
-    o.store(g + 3 * H + j, n);
-    const V c = V::fma(f, V::load(c_prev + j, n), i * gg);
-    const V h = o * tanh_vec(c);
-    c.store(c_out + j, n);
-    h.store(h_out + j, n);
-    h.store(h_copy + j, n);
-  }
-}
-
-BM_INLINE void cell_forward_row(double* g, const double* c_prev, double* c_out, double* h_out, double* h_copy,
-                                int64_t H, int64_t j0, int64_t j1) {
-  for (int64_t j = j0; j < j1; ++j) {
-    const double i = sigmoid_scalar(g[j]), f = sigmoid_scalar(g[H + j]);
-    const double gg = std::tanh(g[2 * H + j]), o = sigmoid_scalar(g[3 * H + j]);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    const double c = f * c_prev[j] + i * gg;
-    const double h = o * std::tanh(c);
-    c_out[j] = c;
-    h_out[j] = h;
-    h_copy[j] = h;
-  }
-}
-
-// Backward of one row, units [j0, j1):
-//   dh = grad_out + dh_rec (grad_out may be null);  tc = tanh(c)
-//   dc = dc + dh * o * (1 - tc^2);  dG = [dc g i(1-i), dc c_prev f(1-f), dc i (1-g^2), dh tc o(1-o)]
-//   dc <- dc * f (the carry to step t-1);  db (4w, indexed from j0 per gate) += dG
-BM_INLINE void cell_backward_row(const float* g, const float* c, const float* c_prev, const float* grad_out,
-                                 const float* dh_rec, float* dc, float* dg, float* db, int64_t H, int64_t j0,
-                                 int64_t j1) {
-  using V = Vec<float>;
-  const int64_t w = j1 - j0;
-  const V one = V::broadcast(1.0f);
-  for (int64_t j = j0; j < j1; j += V::size) {
-    const int n = static_cast<int>(min64(V::size, j1 - j));
-    V dh = V::load(dh_rec + j, n);
-    if (grad_out) dh = dh + V::load(grad_out + j, n);
-    const V i = V::load(g + j, n), f = V::load(g + H + j, n);
-    const V gg = V::load(g + 2 * H + j, n), o = V::load(g + 3 * H + j, n);
-    const V tc = tanh_vec(V::load(c + j, n));
-    const V dcv = V::fma(dh * o, one - tc * tc, V::load(dc + j, n));
-    const V di = dcv * gg * i * (one - i);
-    const V df = dcv * V::load(c_prev + j, n) * f * (one - f);
-    const V dgg = dcv * i * (one - gg * gg);
-    const V dout = dh * tc * o * (one - o);
-    di.store(dg + j, n);
-    df.store(dg + H + j, n);
-    dgg.store(dg + 2 * H + j, n);
-    dout.store(dg + 3 * H + j, n);
-    (dcv * f).store(dc + j, n);
-    float* b = db + (j - j0);
-    (V::load(b, n) + di).store(b, n);
-    (V::load(b + w, n) + df).store(b + w, n);
-    (V::load(b + 2 * w, n) + dgg).store(b + 2 * w, n);
-    (V::load(b + 3 * w, n) + dout).store(b + 3 * w, n);
-  }
-}
-
-BM_INLINE void cell_backward_row(const double* g, const double* c, const double* c_prev, const double* grad_out,
-                                 const double* dh_rec, double* dc, double* dg, double* db, int64_t H, int64_t j0,
-                                 int64_t j1) {
-  const int64_t w = j1 - j0;
-  for (int64_t j = j0; j < j1; ++j) {
-    const double dh = dh_rec[j] + (grad_out ? grad_out[j] : 0.0);
-    const double i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-    const double tc = std::tanh(c[j]);
-    const double dcv = dc[j] + dh * o * (1.0 - tc * tc);
-    const double di = dcv * gg * i * (1.0 - i), df = dcv * c_prev[j] * f * (1.0 - f);
-    const double dgg = dcv * i * (1.0 - gg * gg), dout = dh * tc * o * (1.0 - o);
-    dg[j] = di;
-    dg[H + j] = df;
-    dg[2 * H + j] = dgg;
-    dg[3 * H + j] = dout;
-    dc[j] = dcv * f;
-    double* b = db + (j - j0);
-    b[0] += di;
-    b[w] += df;
-    b[2 * w] += dgg;
-    b[3 * w] += dout;
-  }
-}
-
-template <typename T>
-BM_INLINE void copy_units(T* dst, const T* src, int64_t j0, int64_t j1) {
-  for (int64_t j = j0; j < j1; ++j) dst[j] = src ? src[j] : T(0);
-}
-
 // ---- work split --------------------------------------------------------------------------------
 
-constexpr int64_t kUnitStep = 16;  // hidden units are split between threads in multiples of this
+constexpr int64_t kUnitStep = 16;     // hidden units are split between threads in multiples of this
+constexpr int64_t kRowsPerThread = 16;  // split by batch rows when every thread gets at least this many
 
-// Threads for the recurrence: each needs at least one kUnitStep of units, and a step must be
-// worth a barrier (~1-2 us): below ~256 kFLOP per step one thread does it all.
-int recurrence_threads(const LstmParams& p) {
-  const int64_t chunks = (p.H + kUnitStep - 1) / kUnitStep;
+struct Split {
+  int threads;
+  bool by_rows;
+};
+
+// Below ~256 kFLOP per step one thread does it all (a step must be worth a barrier, ~1-2 us).
+// Otherwise split by rows when the batch is large enough (no barriers, one GEMM per step),
+// else by hidden units (each thread needs at least one kUnitStep of units).
+Split recurrence_split(const LstmParams& p) {
   int64_t nt = p.num_threads < 1 ? 1 : p.num_threads;
-  if (nt > chunks) nt = chunks;
   if (2 * p.B * 4 * p.H * p.H < (int64_t(1) << 18)) nt = 1;
-  return static_cast<int>(nt);
+  if (nt == 1 || p.B >= kRowsPerThread * nt) return {static_cast<int>(nt), true};
+  const int64_t chunks = (p.H + kUnitStep - 1) / kUnitStep;
+  if (nt > chunks) nt = chunks;
+  return {static_cast<int>(nt), false};
+}
+
+// Rows [b0, b1) of thread `k` of `nt`.
+BM_INLINE void thread_rows(int64_t B, int k, int nt, int64_t& b0, int64_t& b1) {
+  b0 = B * k / nt;
+  b1 = B * (k + 1) / nt;
 }
 
 // Units [j0, j1) of thread `k` of `nt`.
@@ -233,7 +86,8 @@ BM_INLINE GemmOperand packed(const GemmPacked* pk) {
 }
 
 // Packs the K x w matrix B(k, n) = src[k * rs + n * cs] (a slice of W_hh or W_hh^T) into `dst`.
-GemmPacked pack_b(DType dt, const void* src, int64_t rs, int64_t cs, int64_t K, int64_t w, void* dst) {
+GemmPacked pack_b(DType dt, const void* src, int64_t rs, int64_t cs, int64_t K, int64_t w, void* dst,
+                  int threads = 1) {
   GemmPackParams pp;
   pp.dtype = dt;
   pp.side = GemmSide::b;
@@ -241,7 +95,7 @@ GemmPacked pack_b(DType dt, const void* src, int64_t rs, int64_t cs, int64_t K, 
   pp.K = K;
   pp.src = strided(src, rs, cs);
   pp.dst = dst;
-  pp.num_threads = 1;
+  pp.num_threads = threads;
   return gemm_pack(pp);
 }
 
@@ -275,6 +129,78 @@ BM_INLINE int64_t active_rows(const int64_t* lengths, int64_t B, int64_t s) {
 }
 
 // ---- forward -----------------------------------------------------------------------------------
+
+// The recurrence split by batch rows: thread k runs rows [b0, b1) through every step, alone.
+//   gates (T, B, 4H): x_t W_ih^T + b in, activated gates out;  hb: two (B, H) state buffers
+template <typename T>
+void forward_by_rows(const LstmParams& p, T* const hb[2], int nt) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, G4 = 4 * H;
+  T* gates = static_cast<T*>(p.gates);
+  T* cells = static_cast<T*>(p.cells);
+  T* output = static_cast<T*>(p.output);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* c0 = static_cast<const T*>(p.c0);
+  const bool work = T_ > 0 && B > 0;
+
+  // W_hh^T (K = H, N = 4H), packed once and read by every thread.
+  Buffer w_mem;
+  GemmPacked w_packed;
+  if (work) {
+    w_mem.reset(gemm_packed_bytes(p.dtype, GemmSide::b, G4, H));
+    w_packed = pack_b(p.dtype, p.w_hh, 1, H, H, G4, w_mem.data(), p.num_threads);
+  }
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    thread_rows(B, omp_get_thread_num(), omp_get_num_threads(), b0, b1);
+    Buffer scratch;
+    GemmParams gp;
+    if (work && b1 > b0) {
+      gp.dtype = p.dtype;
+      gp.M = b1 - b0;
+      gp.N = G4;
+      gp.K = H;
+      gp.a = strided(h0 + b0 * H, H, 1);
+      gp.b = packed(&w_packed);
+      gp.c = gates + b0 * G4;
+      gp.rs_c = G4;
+      gp.cs_c = 1;
+      gp.beta = 1.0;
+      scratch.reset(gemm_scratch_bytes(gp) + 64);
+    }
+    for (int64_t s = 0; s < T_ && b1 > b0; ++s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const int64_t t_prev = p.reverse ? t + 1 : t - 1;
+      const T* h_prev = s == 0 ? h0 : hb[(s - 1) & 1];
+      T* h_next = hb[s & 1];
+      const T* c_prev = s == 0 ? c0 : cells + t_prev * B * H;
+      T* g_t = gates + t * B * G4;
+      const int64_t active = active_rows(p.lengths, B, s);
+      const int64_t b_live = active < b0 ? b0 : (active > b1 ? b1 : active);  // rows [b0, b_live) run
+      if (b_live > b0) {
+        gp.M = b_live - b0;
+        gp.a = strided(h_prev + b0 * H, H, 1);
+        gp.c = g_t + b0 * G4;
+        gemm_single_thread(gp, scratch.data(), scratch.bytes());
+      }
+      for (int64_t b = b0; b < b_live; ++b)
+        cell_forward_row(g_t + b * G4, c_prev + b * H, cells + (t * B + b) * H, output + (t * B + b) * H,
+                         h_next + b * H, H, 0, H);
+      for (int64_t b = b_live; b < b1; ++b) {  // past this row's length: carry the state
+        copy_units(cells + (t * B + b) * H, c_prev + b * H, 0, H);
+        copy_units(h_next + b * H, h_prev + b * H, 0, H);
+        copy_units<T>(output + (t * B + b) * H, nullptr, 0, H);
+      }
+    }
+    const T* h_last = T_ == 0 ? h0 : hb[(T_ - 1) & 1];
+    const T* c_last = T_ == 0 ? c0 : cells + (p.reverse ? 0 : T_ - 1) * B * H;
+    for (int64_t b = b0; b < b1; ++b) {
+      copy_units(static_cast<T*>(p.h_n) + b * H, h_last + b * H, 0, H);
+      copy_units(static_cast<T*>(p.c_n) + b * H, c_last + b * H, 0, H);
+    }
+  }
+}
 
 template <typename T>
 void forward_impl(const LstmParams& p) {
@@ -314,8 +240,13 @@ void forward_impl(const LstmParams& p) {
   // h_{t-1} for the recurrent GEMM: two (B, H) buffers, so that rows past their length can
   // carry their state while output[t] gets zeros.
   Buffer hbuf(2 * B * H * sizeof(T));
-  T* hb[2] = {reinterpret_cast<T*>(hbuf.data()), reinterpret_cast<T*>(hbuf.data()) + B * H};
-  const int nt = recurrence_threads(p);
+  T* const hb[2] = {reinterpret_cast<T*>(hbuf.data()), reinterpret_cast<T*>(hbuf.data()) + B * H};
+  const Split split = recurrence_split(p);
+  if (split.by_rows) {
+    forward_by_rows<T>(p, hb, split.threads);
+    return;
+  }
+  const int nt = split.threads;  // by hidden units
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -390,20 +321,88 @@ void forward_impl(const LstmParams& p) {
 
 // ---- backward ----------------------------------------------------------------------------------
 
+// BPTT split by batch rows: thread k runs rows [b0, b1) back through every step, alone, and
+// accumulates its own partial bias gradient in db_parts[k * 4H ..] (summed by the caller).
+//   dh_rec, dc (B, H): dL/dh and dL/dc flowing back, initialised here from grad_h_n / grad_c_n
 template <typename T>
-void backward_impl(const LstmParams& p) {
-  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
+void backward_by_rows(const LstmParams& p, T* dh_rec, T* dc, T* db_parts, int nt) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, G4 = 4 * H;
+  const T* gates = static_cast<const T*>(p.gates);
+  const T* cells = static_cast<const T*>(p.cells);
+  const T* c0 = static_cast<const T*>(p.c0);
+  const T* grad_output = static_cast<const T*>(p.grad_output);
+  const T* grad_h_n = static_cast<const T*>(p.grad_h_n);
+  const T* grad_c_n = static_cast<const T*>(p.grad_c_n);
+  T* dG = static_cast<T*>(p.grad_gates);
+  const bool work = T_ > 0 && B > 0;
+
+  // W_hh (K = 4H, N = H), packed once and read by every thread.
+  Buffer w_mem;
+  GemmPacked w_packed;
+  if (work) {
+    w_mem.reset(gemm_packed_bytes(p.dtype, GemmSide::b, H, G4));
+    w_packed = pack_b(p.dtype, p.w_hh, H, 1, G4, H, w_mem.data(), p.num_threads);
+  }
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int k = omp_get_thread_num();
+    int64_t b0, b1;
+    thread_rows(B, k, omp_get_num_threads(), b0, b1);
+    T* db = db_parts + k * G4;
+    Buffer scratch;
+    GemmParams gp;
+    if (work && b1 > b0) {
+      gp.dtype = p.dtype;
+      gp.M = b1 - b0;
+      gp.N = H;
+      gp.K = G4;
+      gp.a = strided(dG + b0 * G4, G4, 1);
+      gp.b = packed(&w_packed);
+      gp.c = dh_rec + b0 * H;
+      gp.rs_c = H;
+      gp.cs_c = 1;
+      scratch.reset(gemm_scratch_bytes(gp) + 64);
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+      copy_units(dh_rec + b * H, grad_h_n ? grad_h_n + b * H : nullptr, 0, H);
+      copy_units(dc + b * H, grad_c_n ? grad_c_n + b * H : nullptr, 0, H);
+    }
+    for (int64_t s = T_ - 1; s >= 0 && b1 > b0; --s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const int64_t t_prev = p.reverse ? t + 1 : t - 1;
+      const T* c_prev = s == 0 ? c0 : cells + t_prev * B * H;
+      const int64_t active = active_rows(p.lengths, B, s);
+      const int64_t b_live = active < b0 ? b0 : (active > b1 ? b1 : active);
+      T* dg_t = dG + t * B * G4;
+      for (int64_t b = b0; b < b_live; ++b) {
+        const int64_t r = t * B + b;
+        cell_backward_row(gates + r * G4, cells + r * H, c_prev + b * H, grad_output ? grad_output + r * H : nullptr,
+                          dh_rec + b * H, dc + b * H, dg_t + b * G4, db, H, 0, H);
+      }
+      for (int64_t b = b_live; b < b1; ++b) copy_units<T>(dg_t + b * G4, nullptr, 0, G4);
+      if (b_live > b0) {  // dh_rec[b0:b_live] = dG_t[b0:b_live] W_hh
+        gp.M = b_live - b0;
+        gp.a = strided(dg_t + b0 * G4, G4, 1);
+        gemm_single_thread(gp, scratch.data(), scratch.bytes());
+      }
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+      copy_units(static_cast<T*>(p.grad_h0) + b * H, dh_rec + b * H, 0, H);
+      copy_units(static_cast<T*>(p.grad_c0) + b * H, dc + b * H, 0, H);
+    }
+  }
+}
+
+// BPTT split by hidden units (small batches): see the file comment.
+template <typename T>
+void backward_by_units(const LstmParams& p, T* dh_rec, T* dc, int nt) {
+  const int64_t T_ = p.T, B = p.B, H = p.H, G4 = 4 * H;
   const T* gates = static_cast<const T*>(p.gates);
   const T* cells = static_cast<const T*>(p.cells);
   const T* c0 = static_cast<const T*>(p.c0);
   const T* grad_output = static_cast<const T*>(p.grad_output);
   T* dG = static_cast<T*>(p.grad_gates);
-
-  // dh_rec: dL/dh_t flowing back from step t+1 (grad_h_n at first); dc likewise for c.
-  Buffer state(2 * B * H * sizeof(T));
-  T* dh_rec = reinterpret_cast<T*>(state.data());
-  T* dc = dh_rec + B * H;
-  const int nt = recurrence_threads(p);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -475,7 +474,13 @@ void backward_impl(const LstmParams& p) {
       for (int64_t j = j0; j < j1; ++j) gb[q * H + j] = db ? db[q * w + (j - j0)] : T(0);
   }
 
-  // Weight and input gradients: one GEMM each over all T steps.
+}
+
+// Weight and input gradients from dG (T, B, 4H): one GEMM each over all T steps.
+template <typename T>
+void weight_gradients(const LstmParams& p) {
+  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
+  const T* dG = static_cast<const T*>(p.grad_gates);
   {
     GemmParams gp;  // dW_ih (4H, I) = dG^T (4H, T*B) X (T*B, I)
     gp.dtype = p.dtype;
@@ -528,6 +533,33 @@ void backward_impl(const LstmParams& p) {
     gp.num_threads = p.num_threads;
     gemm(gp);
   }
+}
+
+template <typename T>
+void backward_impl(const LstmParams& p) {
+  const int64_t B = p.B, H = p.H, G4 = 4 * H;
+
+  // dh_rec: dL/dh_t flowing back from step t+1 (grad_h_n at first); dc likewise for c.
+  Buffer state(2 * B * H * sizeof(T));
+  T* dh_rec = reinterpret_cast<T*>(state.data());
+  T* dc = dh_rec + B * H;
+  const Split split = recurrence_split(p);
+  if (split.by_rows) {
+    const int64_t parts = split.threads;
+    Buffer db_mem(parts * G4 * sizeof(T));
+    T* db_parts = reinterpret_cast<T*>(db_mem.data());
+    for (int64_t r = 0; r < parts * G4; ++r) db_parts[r] = T(0);
+    backward_by_rows<T>(p, dh_rec, dc, db_parts, split.threads);
+    T* gb = static_cast<T*>(p.grad_bias);
+    for (int64_t r = 0; r < G4; ++r) {
+      T sum = T(0);
+      for (int64_t k = 0; k < parts; ++k) sum += db_parts[k * G4 + r];
+      gb[r] = sum;
+    }
+  } else {
+    backward_by_units<T>(p, dh_rec, dc, split.threads);
+  }
+  weight_gradients<T>(p);
 }
 
 }  // namespace
