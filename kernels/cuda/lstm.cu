@@ -11,10 +11,11 @@
 //                       K in steps of 16 through shared memory. Used for the input
 //                       projection, the per-step h W_hh^T / dG W_hh, and the weight / input
 //                       gradients over all steps.
-//   cell_forward_kernel fused gate pointwise: sigmoid / tanh of the four gates, c/h update,
-//                       writes gates (activated), c_t, h_t (output and recurrent copy).
-//   cell_backward_kernel fused BPTT pointwise: dG_t from dh, dc and the saved gates / cells.
-//   column_sum_kernel   db = sum over all (t, b) rows of dG.
+//   for_each_kernel     runs one pointwise body per element (grid-stride):
+//     CellForward       fused gate pointwise: sigmoid / tanh of the four gates, c/h update,
+//                       writes gates (activated), c_t, h_t (output and recurrent copy);
+//     CellBackward      fused BPTT pointwise: dG_t from dh, dc and the saved gates / cells;
+//     ColumnSum         db = sum over all (t, b) rows of dG; plus state / gradient copies.
 //
 // Per step the forward runs 2 kernels (GEMM with beta = 1 into G_t, pointwise) and the backward
 // 2 (pointwise, GEMM). A persistent kernel keeping W_hh in shared memory across steps would save
@@ -32,28 +33,32 @@
 
 #include "bigmodel/lstm.h"
 
+// Per-element and per-thread bodies are __host__ __device__, so that the host emulation test
+// (tests/cuda/lstm_emulation.cu) can run them on the CPU where no GPU is available.
+#define LSTM_HD __host__ __device__ __forceinline__
+
 namespace bigmodel::cuda {
 namespace {
 
 // ---- element types ---------------------------------------------------------------------------
 
-__device__ __forceinline__ float to_w(float v) { return v; }
-__device__ __forceinline__ double to_w(double v) { return v; }
-__device__ __forceinline__ float to_w(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_w(__nv_bfloat16 v) { return __bfloat162float(v); }
+LSTM_HD float to_w(float v) { return v; }
+LSTM_HD double to_w(double v) { return v; }
+LSTM_HD float to_w(__half v) { return __half2float(v); }
+LSTM_HD float to_w(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 template <typename T>
 struct Cvt {
   template <typename A>
-  static __device__ __forceinline__ T from(A v) { return static_cast<T>(v); }
+  static LSTM_HD T from(A v) { return static_cast<T>(v); }
 };
 template <>
 struct Cvt<__half> {
-  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
+  static LSTM_HD __half from(float v) { return __float2half_rn(v); }
 };
 template <>
 struct Cvt<__nv_bfloat16> {
-  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
+  static LSTM_HD __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
 };
 
 template <typename T>
@@ -65,10 +70,10 @@ struct Work<double> {
   using type = double;
 };
 
-__device__ __forceinline__ float sigmoid_w(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ double sigmoid_w(double x) { return 1.0 / (1.0 + exp(-x)); }
-__device__ __forceinline__ float tanh_w(float x) { return tanhf(x); }
-__device__ __forceinline__ double tanh_w(double x) { return tanh(x); }
+LSTM_HD float sigmoid_w(float x) { return 1.0f / (1.0f + expf(-x)); }
+LSTM_HD double sigmoid_w(double x) { return 1.0 / (1.0 + exp(-x)); }
+LSTM_HD float tanh_w(float x) { return tanhf(x); }
+LSTM_HD double tanh_w(double x) { return tanh(x); }
 
 void check_launch(const char* what) {
   const cudaError_t err = cudaGetLastError();
@@ -108,71 +113,60 @@ struct GemmArgs {
   float beta;  // 0: C is not read
 };
 
-// Grid: x over M tiles (up to 2^31 - 1), y over N tiles. Block: 16 x 16 threads.
+// The block algorithm in three per-thread phases (tid = ty * 16 + tx in [0, 256)), separated by
+// __syncthreads() in the kernel:
+//   load:       thread tid stores 4 of the 64 x 16 A elements and 4 of the 16 x 64 B elements of
+//               step k0 in shared memory; consecutive threads walk whichever dimension has unit
+//               stride, so that global loads coalesce. Out-of-range elements are zeros.
+//   accumulate: acc[i][j] += sum_kk As[kk][ty + 16 i] * Bs[kk][tx + 16 j]
+//   store:      C(m0 + ty + 16 i, n0 + tx + 16 j) = acc + beta C + bias, where in range.
+template <typename Acc>
+struct GemmTiles {
+  Acc As[BK][BM + 1];
+  Acc Bs[BK][BN + 1];
+};
+
 template <typename TA, typename TB, typename TC, typename Acc>
-__global__ void __launch_bounds__(256) gemm_kernel(const GemmArgs<TA, TB, TC> g) {
-  __shared__ Acc As[BK][BM + 1];
-  __shared__ Acc Bs[BK][BN + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
-  Acc acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
-
-  for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
-    // Each thread loads 4 of the 64 x 16 A elements and 4 of the 16 x 64 B elements; consecutive
-    // threads walk the unit-stride dimension so that global loads coalesce.
-#pragma unroll
-    for (int l = 0; l < (BM * BK) / 256; ++l) {
-      const int e = tid + l * 256;
-      int mm, kk;
-      if (g.acs == 1) {
-        kk = e % BK;
-        mm = e / BK;
-      } else {
-        mm = e % BM;
-        kk = e / BM;
-      }
-      const int64_t m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < g.M && k < g.K) ? Acc(to_w(g.a[m * g.ars + k * g.acs])) : Acc(0);
-    }
-#pragma unroll
-    for (int l = 0; l < (BK * BN) / 256; ++l) {
-      const int e = tid + l * 256;
-      int kk, nn;
-      if (g.bcs == 1) {
-        nn = e % BN;
-        kk = e / BN;
-      } else {
-        kk = e % BK;
-        nn = e / BK;
-      }
-      const int64_t k = k0 + kk, n = n0 + nn;
-      Bs[kk][nn] = (k < g.K && n < g.N) ? Acc(to_w(g.b[k * g.brs + n * g.bcs])) : Acc(0);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      Acc av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) av[i] = As[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-    }
-    __syncthreads();
+LSTM_HD void gemm_load(const GemmArgs<TA, TB, TC>& g, GemmTiles<Acc>& sm, int tid, int64_t m0, int64_t n0,
+                       int64_t k0) {
+  for (int l = 0; l < (BM * BK) / 256; ++l) {
+    const int e = tid + l * 256;
+    const bool k_fast = g.acs == 1;
+    const int mm = k_fast ? e / BK : e % BM, kk = k_fast ? e % BK : e / BM;
+    const int64_t m = m0 + mm, k = k0 + kk;
+    sm.As[kk][mm] = (m < g.M && k < g.K) ? Acc(to_w(g.a[m * g.ars + k * g.acs])) : Acc(0);
   }
+  for (int l = 0; l < (BK * BN) / 256; ++l) {
+    const int e = tid + l * 256;
+    const bool n_fast = g.bcs == 1;
+    const int nn = n_fast ? e % BN : e / BK, kk = n_fast ? e / BN : e % BK;
+    const int64_t k = k0 + kk, n = n0 + nn;
+    sm.Bs[kk][nn] = (k < g.K && n < g.N) ? Acc(to_w(g.b[k * g.brs + n * g.bcs])) : Acc(0);
+  }
+}
 
+template <typename Acc>
+LSTM_HD void gemm_accumulate(const GemmTiles<Acc>& sm, int tx, int ty, Acc (&acc)[TM][TN]) {
 #pragma unroll
+  for (int kk = 0; kk < BK; ++kk) {
+    Acc av[TM], bv[TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) av[i] = sm.As[kk][ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) bv[j] = sm.Bs[kk][tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+  }
+}
+
+template <typename TA, typename TB, typename TC, typename Acc>
+LSTM_HD void gemm_store(const GemmArgs<TA, TB, TC>& g, const Acc (&acc)[TM][TN], int tx, int ty, int64_t m0,
+                        int64_t n0) {
   for (int i = 0; i < TM; ++i) {
     const int64_t m = m0 + ty + 16 * i;
     if (m >= g.M) continue;
-#pragma unroll
     for (int j = 0; j < TN; ++j) {
       const int64_t n = n0 + tx + 16 * j;
       if (n >= g.N) continue;
@@ -185,30 +179,48 @@ __global__ void __launch_bounds__(256) gemm_kernel(const GemmArgs<TA, TB, TC> g)
   }
 }
 
-template <typename TA, typename TB, typename TC>
-void gemm(const GemmArgs<TA, TB, TC>& g, cudaStream_t stream, const char* what) {
-  if (g.M <= 0 || g.N <= 0) return;
-  using Acc = typename Work<TC>::type;
-  const int64_t mt = (g.M + BM - 1) / BM, nt = (g.N + BN - 1) / BN;
-  if (mt > 2147483647 || nt > 65535) throw std::invalid_argument(std::string("lstm: ") + what + ": GEMM too large");
-  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt)), block(16, 16);
-  gemm_kernel<TA, TB, TC, Acc><<<grid, block, 0, stream>>>(g);
-  check_launch(what);
+#ifndef BIGMODEL_CUDA_EMULATION
+// Grid: x over M tiles (up to 2^31 - 1), y over N tiles. Block: 16 x 16 threads.
+template <typename TA, typename TB, typename TC, typename Acc>
+__global__ void __launch_bounds__(256) gemm_kernel(const GemmArgs<TA, TB, TC> g) {
+  __shared__ GemmTiles<Acc> sm;
+  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  Acc acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
+  for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
+    gemm_load(g, sm, tid, m0, n0, k0);
+    __syncthreads();
+    gemm_accumulate(sm, tx, ty, acc);
+    __syncthreads();
+  }
+  gemm_store(g, acc, tx, ty, m0, n0);
 }
+#endif
 
-// ---- pointwise kernels ----------------------------------------------------------------------
+// ---- pointwise bodies ------------------------------------------------------------------------
+// Each is a functor whose operator()(i) handles item i of a 1-D range (launched by for_each).
 
-// One step, all (b, j) in B x H. Rows b < rows are active; the others carry their state.
+// One step, item idx = b * H + j of B x H. Rows b < rows are active; the others carry their state.
 //   g_t    (B, 4H) W: pre-activations in (x W_ih^T + b + h W_hh^T), activated gates out
-//   c_prev (B, H): c0 (T) at the first step, else cells at the previous time (W)
+//   c_prev (B, H): c0 (T) at the first step (c_prev_w null), else cells at the previous time (W)
 //   h_prev (B, H) T: the recurrent input, for carrying
 template <typename T, typename W>
-__global__ void cell_forward_kernel(W* __restrict__ g_t, const T* __restrict__ c0, const W* __restrict__ c_prev,
-                                    const T* __restrict__ h_prev, W* __restrict__ c_t, T* __restrict__ out_t,
-                                    T* __restrict__ h_next, int64_t B, int64_t H, int64_t rows) {
-  LSTM_GRID_STRIDE_LOOP(idx, B * H) {
+struct CellForward {
+  W* g_t;
+  const T* c0;
+  const W* c_prev_w;
+  const T* h_prev;
+  W* c_t;
+  T* out_t;
+  T* h_next;
+  int64_t H, rows;
+  LSTM_HD void operator()(int64_t idx) const {
     const int64_t b = idx / H, j = idx - b * H;
-    const W cp = c_prev ? c_prev[idx] : W(to_w(c0[idx]));
+    const W cp = c_prev_w ? c_prev_w[idx] : W(to_w(c0[idx]));
     if (b < rows) {
       W* g = g_t + b * 4 * H + j;
       const W i = sigmoid_w(g[0]), f = sigmoid_w(g[H]), gg = tanh_w(g[2 * H]), o = sigmoid_w(g[3 * H]);
@@ -227,49 +239,63 @@ __global__ void cell_forward_kernel(W* __restrict__ g_t, const T* __restrict__ c
       h_next[idx] = h_prev[idx];
     }
   }
-}
+};
 
-// h_n = h_last (T), c_n = c_last (W, or T when c_last_t is set).
+// h_n = h_last (T); c_n = c_last (W), or c_last_t (T) when set.
 template <typename T, typename W>
-__global__ void final_state_kernel(T* __restrict__ h_n, T* __restrict__ c_n, const T* __restrict__ h_last,
-                                   const W* __restrict__ c_last, const T* __restrict__ c_last_t, int64_t n) {
-  LSTM_GRID_STRIDE_LOOP(i, n) {
+struct FinalState {
+  T* h_n;
+  T* c_n;
+  const T* h_last;
+  const W* c_last;
+  const T* c_last_t;
+  LSTM_HD void operator()(int64_t i) const {
     h_n[i] = h_last[i];
     c_n[i] = c_last_t ? c_last_t[i] : Cvt<T>::from(c_last[i]);
   }
-}
+};
 
-// dst (W) = src (T) or zeros.
+// dst (W) = src (T), or zeros when src is null.
 template <typename T, typename W>
-__global__ void load_grad_kernel(W* __restrict__ dst, const T* __restrict__ src, int64_t n) {
-  LSTM_GRID_STRIDE_LOOP(i, n) { dst[i] = src ? W(to_w(src[i])) : W(0); }
-}
+struct LoadGrad {
+  W* dst;
+  const T* src;
+  LSTM_HD void operator()(int64_t i) const { dst[i] = src ? W(to_w(src[i])) : W(0); }
+};
 
 template <typename T, typename W>
-__global__ void store_grad_kernel(T* __restrict__ dst, const W* __restrict__ src, int64_t n) {
-  LSTM_GRID_STRIDE_LOOP(i, n) { dst[i] = Cvt<T>::from(src[i]); }
-}
+struct StoreGrad {
+  T* dst;
+  const W* src;
+  LSTM_HD void operator()(int64_t i) const { dst[i] = Cvt<T>::from(src[i]); }
+};
 
-// Backward of one step, all (b, j) in B x H:
+// Backward of one step, item idx = b * H + j:
 //   dh = grad_out + dh_rec;  tc = tanh(c_t);  dc = dc + dh o (1 - tc^2)
 //   dG = [dc g i(1-i), dc c_prev f(1-f), dc i (1-g^2), dh tc o(1-o)];  dc <- dc f
 // Rows b >= rows (past their length) get dG = 0 and keep dh_rec / dc.
 template <typename T, typename W>
-__global__ void cell_backward_kernel(const W* __restrict__ g_t, const W* __restrict__ c_t, const T* __restrict__ c0,
-                                     const W* __restrict__ c_prev, const T* __restrict__ grad_out_t,
-                                     const W* __restrict__ dh_rec, W* __restrict__ dc, W* __restrict__ dg_t,
-                                     int64_t B, int64_t H, int64_t rows) {
-  LSTM_GRID_STRIDE_LOOP(idx, B * H) {
+struct CellBackward {
+  const W* g_t;
+  const W* c_t;
+  const T* c0;
+  const W* c_prev_w;
+  const T* grad_out_t;  // null: zeros
+  const W* dh_rec;
+  W* dc;
+  W* dg_t;
+  int64_t H, rows;
+  LSTM_HD void operator()(int64_t idx) const {
     const int64_t b = idx / H, j = idx - b * H;
     W* dg = dg_t + b * 4 * H + j;
     if (b >= rows) {
       dg[0] = dg[H] = dg[2 * H] = dg[3 * H] = W(0);
-      continue;
+      return;
     }
     const W* g = g_t + b * 4 * H + j;
     const W i = g[0], f = g[H], gg = g[2 * H], o = g[3 * H];
     const W dh = dh_rec[idx] + (grad_out_t ? W(to_w(grad_out_t[idx])) : W(0));
-    const W cp = c_prev ? c_prev[idx] : W(to_w(c0[idx]));
+    const W cp = c_prev_w ? c_prev_w[idx] : W(to_w(c0[idx]));
     const W tc = tanh_w(c_t[idx]);
     const W dcv = dc[idx] + dh * o * (W(1) - tc * tc);
     dg[0] = dcv * gg * i * (W(1) - i);
@@ -278,17 +304,54 @@ __global__ void cell_backward_kernel(const W* __restrict__ g_t, const W* __restr
     dg[3 * H] = dh * tc * o * (W(1) - o);
     dc[idx] = dcv * f;
   }
-}
+};
 
-// out[n] = sum over rows r of x[r * cols + n]; one thread per column (coalesced across threads).
+// out[n] = sum over rows r of x[r * cols + n]; item n is one column (coalesced across threads).
 template <typename T, typename W>
-__global__ void column_sum_kernel(const W* __restrict__ x, int64_t rows, int64_t cols, T* __restrict__ out) {
-  LSTM_GRID_STRIDE_LOOP(n, cols) {
+struct ColumnSum {
+  const W* x;
+  int64_t rows, cols;
+  T* out;
+  LSTM_HD void operator()(int64_t n) const {
     W s = W(0);
     for (int64_t r = 0; r < rows; ++r) s += x[r * cols + n];
     out[n] = Cvt<T>::from(s);
   }
+};
+
+// ---- launchers -----------------------------------------------------------------------------
+// for_each(n, f): f(i) for i in [0, n); gemm(g): the tiled GEMM. On the GPU they launch the
+// kernels below; the host emulation test defines them itself (BIGMODEL_CUDA_EMULATION).
+
+#ifndef BIGMODEL_CUDA_EMULATION
+template <typename F>
+__global__ void for_each_kernel(int64_t n, const F f) {
+  LSTM_GRID_STRIDE_LOOP(i, n) { f(i); }
 }
+
+template <typename F>
+void for_each(int64_t n, const F& f, cudaStream_t stream, const char* what) {
+  if (n <= 0) return;
+  for_each_kernel<F><<<blocks_for(n), kThreads, 0, stream>>>(n, f);
+  check_launch(what);
+}
+
+template <typename TA, typename TB, typename TC>
+void gemm(const GemmArgs<TA, TB, TC>& g, cudaStream_t stream, const char* what) {
+  if (g.M <= 0 || g.N <= 0) return;
+  using Acc = typename Work<TC>::type;
+  const int64_t mt = (g.M + BM - 1) / BM, nt = (g.N + BN - 1) / BN;
+  if (mt > 2147483647 || nt > 65535) throw std::invalid_argument(std::string("lstm: ") + what + ": GEMM too large");
+  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt)), block(16, 16);
+  gemm_kernel<TA, TB, TC, Acc><<<grid, block, 0, stream>>>(g);
+  check_launch(what);
+}
+#else
+template <typename F>
+void for_each(int64_t n, const F& f, cudaStream_t stream, const char* what);
+template <typename TA, typename TB, typename TC>
+void gemm(const GemmArgs<TA, TB, TC>& g, cudaStream_t stream, const char* what);
+#endif
 
 // ---- host side ---------------------------------------------------------------------------------
 
@@ -330,15 +393,14 @@ void forward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
     // G_t[0:rows] += h_prev W_hh^T
     GemmArgs<T, T, W> rec{rows, G4, H, h_prev, H, 1, w_hh, 1, H, g_t, G4, nullptr, nullptr, 1.0f};
     gemm(rec, stream, "recurrent GEMM");
-    cell_forward_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(
-        g_t, c0, c_prev, h_prev, cells + t * B * H, out + t * B * H, hb[s & 1], B, H, rows);
-    check_launch("cell forward");
+    for_each(B * H, CellForward<T, W>{g_t, c0, c_prev, h_prev, cells + t * B * H, out + t * B * H, hb[s & 1], H, rows},
+             stream, "cell forward");
   }
   const T* h_last = T_ == 0 ? h0 : hb[(T_ - 1) & 1];
   const W* c_last = T_ == 0 ? nullptr : cells + (p.reverse ? 0 : T_ - 1) * B * H;
-  final_state_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(
-      static_cast<T*>(p.h_n), static_cast<T*>(p.c_n), h_last, c_last, T_ == 0 ? c0 : nullptr, B * H);
-  check_launch("final state");
+  for_each(B * H,
+           FinalState<T, W>{static_cast<T*>(p.h_n), static_cast<T*>(p.c_n), h_last, c_last, T_ == 0 ? c0 : nullptr},
+           stream, "final state");
 }
 
 template <typename T>
@@ -358,10 +420,8 @@ void backward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
   W* dh_rec = static_cast<W*>(workspace);
   W* dc = dh_rec + B * H;
 
-  load_grad_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(dh_rec, static_cast<const T*>(p.grad_h_n), B * H);
-  check_launch("load grad_h_n");
-  load_grad_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(dc, static_cast<const T*>(p.grad_c_n), B * H);
-  check_launch("load grad_c_n");
+  for_each(B * H, LoadGrad<T, W>{dh_rec, static_cast<const T*>(p.grad_h_n)}, stream, "load grad_h_n");
+  for_each(B * H, LoadGrad<T, W>{dc, static_cast<const T*>(p.grad_c_n)}, stream, "load grad_c_n");
 
   for (int64_t s = T_ - 1; s >= 0 && B > 0; --s) {
     const int64_t t = p.reverse ? T_ - 1 - s : s;
@@ -369,23 +429,20 @@ void backward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
     const W* c_prev = s == 0 ? nullptr : cells + t_prev * B * H;
     const int64_t rows = active_rows(p, s);
     W* dg_t = dG + t * B * G4;
-    cell_backward_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(
-        gates + t * B * G4, cells + t * B * H, c0, c_prev, grad_out ? grad_out + t * B * H : nullptr, dh_rec, dc, dg_t,
-        B, H, rows);
-    check_launch("cell backward");
+    for_each(B * H,
+             CellBackward<T, W>{gates + t * B * G4, cells + t * B * H, c0, c_prev,
+                                grad_out ? grad_out + t * B * H : nullptr, dh_rec, dc, dg_t, H, rows},
+             stream, "cell backward");
     // dh_rec[0:rows] = dG_t[0:rows] W_hh
     GemmArgs<W, T, W> rec{rows, H, G4, dg_t, G4, 1, w_hh, H, 1, dh_rec, H, nullptr, nullptr, 0.0f};
     gemm(rec, stream, "recurrent backward GEMM");
   }
-  store_grad_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(static_cast<T*>(p.grad_h0), dh_rec, B * H);
-  check_launch("store grad_h0");
-  store_grad_kernel<T, W><<<blocks_for(B * H), kThreads, 0, stream>>>(static_cast<T*>(p.grad_c0), dc, B * H);
-  check_launch("store grad_c0");
+  for_each(B * H, StoreGrad<T, W>{static_cast<T*>(p.grad_h0), dh_rec}, stream, "store grad_h0");
+  for_each(B * H, StoreGrad<T, W>{static_cast<T*>(p.grad_c0), dc}, stream, "store grad_c0");
 
   const int64_t R = T_ * B;  // rows of dG
   // db = column sums of dG (zeros when R == 0)
-  column_sum_kernel<T, W><<<blocks_for(G4), kThreads, 0, stream>>>(dG, R, G4, static_cast<T*>(p.grad_bias));
-  check_launch("bias gradient");
+  for_each(G4, ColumnSum<T, W>{dG, R, G4, static_cast<T*>(p.grad_bias)}, stream, "bias gradient");
   // dW_ih (4H, I) = dG^T X
   GemmArgs<W, T, T> dwih{G4, I, R, dG, 1, G4, x, I, 1, static_cast<T*>(p.grad_w_ih), I, nullptr, nullptr, 0.0f};
   gemm(dwih, stream, "grad w_ih");
