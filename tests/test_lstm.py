@@ -280,6 +280,9 @@ def test_convert_swaps_lstm_layers():
     bigmodel.nn.convert(net)
     assert type(net.rnn) is bigmodel.nn.LSTM and type(net.cell) is bigmodel.nn.LSTMCell
     torch.testing.assert_close(net(x), expected, **F32_TOL)
+    projected = torch.nn.Sequential(torch.nn.LSTM(4, 8, proj_size=3))
+    bigmodel.nn.convert(projected)  # proj_size > 0 is not supported: the layer stays torch's
+    assert type(projected[0]) is torch.nn.LSTM
 
 
 # ---- bad input -----------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ def _swap(module: torch.nn.Module) -> torch.nn.Module:
     ours = _SWAPS.get(type(module))  # exact type: subclasses of torch.nn layers may change forward
     if ours is None:
         return module
+    supports = getattr(ours, "supports", None)  # optional: configurations ours cannot run stay torch's
+    if supports is not None and not supports(module):
+        return module
     new = ours.__new__(ours)
     new.__dict__ = module.__dict__  # same attributes, parameters, buffers, hooks
     return new

@@ -52,6 +52,11 @@ class LSTM(torch.nn.LSTM):
         super().__init__(*args, **kwargs)
         self._check_supported()
 
+    @staticmethod
+    def supports(module: torch.nn.LSTM) -> bool:
+        """Whether convert() may swap this torch.nn.LSTM for ours (not with proj_size > 0)."""
+        return module.proj_size == 0
+
     def _check_supported(self) -> None:
         if self.proj_size > 0:
             raise ValueError(f"bigmodel.nn.LSTM: proj_size > 0 is not supported (got proj_size={self.proj_size}); "
