@@ -123,21 +123,42 @@ void check_saved(const char* op, const char* arg, const at::Tensor& t, at::IntAr
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    bool reverse, const std::optional<at::Tensor>& lengths, const LstmKernel& kernel) {
+    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward, const LstmKernel& kernel) {
   Prepared r = prepare("lstm", input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths);
   LstmParams& p = r.p;
   const auto opts = input.options();
   const auto wopts = opts.dtype(work_type(input.scalar_type()));
   at::Tensor output = empty_activation({p.T, p.B, p.H}, opts);
   at::Tensor h_n = at::empty({p.B, p.H}, opts), c_n = at::empty({p.B, p.H}, opts);
-  at::Tensor gates = empty_activation({p.T, p.B, 4 * p.H}, wopts);
-  at::Tensor cells = empty_activation({p.T, p.B, p.H}, wopts);
+  at::Tensor gates, cells;
+  if (save_for_backward) {
+    gates = empty_activation({p.T, p.B, 4 * p.H}, wopts);
+    cells = empty_activation({p.T, p.B, p.H}, wopts);
+  } else {
+    // Inference: the gates / cells are scratch. On the CPU they live in a per-thread buffer kept
+    // across calls: a fresh multi-megabyte allocation is page-faulted and zeroed by the OS on
+    // first touch, which cost more than a third of an inference call at B64 T128 H512. (CUDA's
+    // caching allocator already reuses memory.)
+    at::Tensor scratch;
+    const int64_t need = p.T * p.B * 5 * p.H;
+    if (input.is_cpu()) {
+      static thread_local at::Tensor cached;
+      if (!cached.defined() || cached.scalar_type() != wopts.dtype().toScalarType() || cached.numel() < need)
+        cached = empty_activation({need}, wopts);
+      scratch = cached;
+    } else {
+      scratch = at::empty({need}, wopts);
+    }
+    gates = scratch.narrow(0, 0, p.T * p.B * 4 * p.H).view({p.T, p.B, 4 * p.H});
+    cells = scratch.narrow(0, p.T * p.B * 4 * p.H, p.T * p.B * p.H).view({p.T, p.B, p.H});
+  }
   p.output = output.mutable_data_ptr();
   p.h_n = h_n.mutable_data_ptr();
   p.c_n = c_n.mutable_data_ptr();
   p.gates = gates.mutable_data_ptr();
   p.cells = cells.mutable_data_ptr();
   run_kernel([&] { kernel(p); });
+  if (!save_for_backward) return {output, h_n, c_n, at::empty({0}, wopts), at::empty({0}, wopts)};
   return {output, h_n, c_n, gates, cells};
 }
 
@@ -207,7 +228,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& input
   }
   at::Tensor x = batched ? input.unsqueeze(0) : input.unsqueeze(0).unsqueeze(0);
   at::Tensor h = batched ? hx : hx.unsqueeze(0), c = batched ? cx : cx.unsqueeze(0);
-  auto [out, h_n, c_n, gates, cells] = lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, kernel);
+  auto [out, h_n, c_n, gates, cells] = lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, true, kernel);
   (void)out;
   (void)cells;
   if (!batched) return {h_n.squeeze(0), c_n.squeeze(0), gates.squeeze(0).squeeze(0)};
@@ -226,8 +247,8 @@ void cpu_backward(const LstmParams& p) { cpu::lstm_backward(p); }
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_cpu(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    bool reverse, const std::optional<at::Tensor>& lengths) {
-  return binding::lstm(input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, cpu_forward);
+    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward) {
+  return binding::lstm(input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, save_for_backward, cpu_forward);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_cpu(

@@ -88,6 +88,22 @@ def test_lstm_op_empty():
     assert out.shape == (0, 2, 4) and torch.equal(h, torch.zeros(2, 4)) and torch.equal(c, torch.zeros(2, 4))
 
 
+def test_lstm_op_inference_matches_training_path():
+    # Without save_for_backward the op works in a reused scratch buffer and returns empty
+    # gates / cells; results must equal the saving path's, call after call and size after size.
+    for T, B, I, H in [(4, 40, 9, 20), (2, 3, 5, 7), (6, 40, 9, 20)]:
+        args = [torch.randn(T, B, I), torch.randn(B, H), torch.randn(B, H), *[t.detach() for t in layer_args(I, H)]]
+        saved = torch.ops.bigmodel.lstm(*args)
+        light = torch.ops.bigmodel.lstm(*args, False, None, False)
+        for a, b in zip(saved[:3], light[:3]):
+            assert torch.equal(a, b)
+        assert light[3].shape == (0,) and light[4].shape == (0,)
+    with torch.no_grad():
+        w = layer_args(5, 6)
+        out, _ = ops.lstm(torch.randn(3, 2, 5), None, *w)
+    assert not out.requires_grad
+
+
 def test_lstm_op_noncontiguous_input():
     x = torch.randn(6, 4, 10)[::2, :, ::2]  # (3, 4, 5), strided in two dimensions
     w = layer_args(5, 8)
@@ -138,6 +154,8 @@ def test_opcheck():
         w = layer_args(5, 6, dtype=dtype)
         torch.library.opcheck(torch.ops.bigmodel.lstm.default, (x, h, c, *w, True, None))
         torch.library.opcheck(torch.ops.bigmodel.lstm.default, (x, h, c, *w, False, torch.tensor([3, 2])))
+        inference = [t.detach() for t in (x, h, c, *w)]
+        torch.library.opcheck(torch.ops.bigmodel.lstm.default, (*inference, True, None, False))
         torch.library.opcheck(torch.ops.bigmodel.lstm_cell.default, (x[0], h, c, *w))
         out, hn, cn, gates, cells = torch.ops.bigmodel.lstm(x, h, c, *w)
         torch.library.opcheck(torch.ops.bigmodel.lstm_backward.default,

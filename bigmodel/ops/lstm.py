@@ -55,7 +55,9 @@ def lstm(input: torch.Tensor, hx, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: 
         raise TypeError(f"lstm: input must be a tensor, got {type(input).__name__}")
     batch_shape = (input.shape[1],) if input.dim() == 3 else ()
     h0, c0 = _state("lstm", hx, input, batch_shape, w_hh.shape[-1])
-    out, h_n, c_n, _, _ = _ops.lstm(input, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse), lengths)
+    tensors = (input, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    out, h_n, c_n, _, _ = _ops.lstm(input, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse), lengths, save)
     return out, (h_n, c_n)
 
 
@@ -67,10 +69,14 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.library.register_fake("bigmodel::lstm")
-def _lstm_fake(input, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, lengths=None):
+def _lstm_fake(input, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, lengths=None,
+               save_for_backward=True):
     T, B, _ = input.shape
     H = w_hh.shape[1]
     wd = _work_dtype(input.dtype)
+    if not save_for_backward:
+        return (input.new_empty((T, B, H)), input.new_empty((B, H)), input.new_empty((B, H)),
+                input.new_empty((0,), dtype=wd), input.new_empty((0,), dtype=wd))
     return (input.new_empty((T, B, H)), input.new_empty((B, H)), input.new_empty((B, H)),
             input.new_empty((T, B, 4 * H), dtype=wd), input.new_empty((T, B, H), dtype=wd))
 
@@ -97,7 +103,7 @@ def _lstm_cell_fake(input, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None):
 
 
 def _lstm_setup(ctx, inputs, output):
-    input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths = inputs
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, *_ = inputs
     out, _, _, gates, cells = output
     ctx.save_for_backward(input, hx, cx, w_ih, w_hh, out, gates, cells, lengths)
     ctx.reverse = reverse
@@ -111,7 +117,7 @@ def _lstm_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
                                                       gates, cells, ctx.reverse, lengths)
     db_ih = db if ctx.has_bias and ctx.needs_input_grad[5] else None
     db_hh = db if ctx.has_bias and ctx.needs_input_grad[6] else None
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, None, None
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, None, None, None
 
 
 torch.library.register_autograd("bigmodel::lstm", _lstm_backward, setup_context=_lstm_setup)

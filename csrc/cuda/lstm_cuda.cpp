@@ -36,9 +36,11 @@ std::optional<c10::Device> cuda_device(const at::Tensor& t) {
 TORCH_LIBRARY_IMPL(bigmodel, CUDA, m) {
   m.impl("lstm", [](const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
                     const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
-                    const std::optional<at::Tensor>& b_hh, bool reverse, const std::optional<at::Tensor>& lengths) {
+                    const std::optional<at::Tensor>& b_hh, bool reverse, const std::optional<at::Tensor>& lengths,
+                    bool save_for_backward) {
     const c10::cuda::OptionalCUDAGuard guard(cuda_device(input));
-    return binding::lstm(input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, on_current_stream(false));
+    return binding::lstm(input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, save_for_backward,
+                         on_current_stream(false));
   });
   m.impl("lstm_backward",
          [](const std::optional<at::Tensor>& grad_output, const std::optional<at::Tensor>& grad_h_n,
