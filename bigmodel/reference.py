@@ -50,6 +50,49 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return F.conv2d(_f64(input), _f64(weight), None if bias is None else _f64(bias), stride, padding, dilation, groups)
 
 
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One step of torch.nn.LSTMCell in float64, written out: gate order i, f, g, o."""
+    x = _f64(input)
+    if hx is None:
+        z = torch.zeros(*x.shape[:-1], w_hh.shape[-1], dtype=torch.float64, device=x.device)
+        hx = (z, z)
+    h, c = _f64(hx[0]), _f64(hx[1])
+    g = x @ _f64(w_ih).t() + h @ _f64(w_hh).t()
+    if b_ih is not None:
+        g = g + _f64(b_ih) + _f64(b_hh)
+    i, f, gg, o = g.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def lstm(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, lengths=None):
+    """One LSTM layer, one direction, over (T, B, I) in float64: (output, (h_n, c_n)).
+
+    reverse visits steps T-1 .. 0. lengths (B,) makes row b run its first lengths[b] steps only
+    (output zero after them, state carried), as bigmodel.ops.lstm.
+    """
+    x = _f64(input)
+    T, B = x.shape[0], x.shape[1]
+    H = w_hh.shape[-1]
+    if hx is None:
+        z = torch.zeros(B, H, dtype=torch.float64, device=x.device)
+        hx = (z, z)
+    h, c = _f64(hx[0]), _f64(hx[1])
+    outs = [None] * T
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        h_new, c_new = lstm_cell(x[t], (h, c), w_ih, w_hh, b_ih, b_hh)
+        if lengths is not None:
+            live = (lengths.to(x.device) > s).unsqueeze(1)
+            h_new, c_new = torch.where(live, h_new, h), torch.where(live, c_new, c)
+            outs[t] = torch.where(live, h_new, torch.zeros_like(h_new))
+        else:
+            outs[t] = h_new
+        h, c = h_new, c_new
+    out = torch.stack(outs) if T else torch.zeros(0, B, H, dtype=torch.float64, device=x.device)
+    return out, (h, c)
+
+
 def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -> list[torch.Tensor]:
     """Gradients of sum(fn(*inputs) * grad_output) w.r.t. `inputs`, in float64."""
     xs = [x.detach().to(torch.float64).requires_grad_(True) for x in inputs]

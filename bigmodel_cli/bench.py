@@ -60,6 +60,15 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict, extra
         raise typer.Exit(1)
 
 
+def choice(name: str, value: str, allowed: tuple):
+    """'both' means every allowed value; otherwise exactly one of them."""
+    if value == "both":
+        return allowed
+    if value not in allowed:
+        raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
+    return (value,)
+
+
 def _run(cases, warmup: int, repeats: int, quiet: bool, max_seconds: Optional[float] = None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -98,13 +107,6 @@ def pool(
     """Max and average pooling against torch.nn.functional, forward and forward+backward."""
     import_bigmodel()
     from bigmodel.bench import pool as pool_bench
-
-    def choice(name, value, allowed):
-        if value == "both":
-            return allowed
-        if value not in allowed:
-            raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
-        return (value,)
 
     ops = choice("--op", op, ("max", "avg"))
     layouts = choice("--layout", layout, ("nchw", "channels_last"))
@@ -206,13 +208,6 @@ def conv(
 
     from bigmodel.bench import conv as conv_bench
 
-    def choice(name, value, allowed):
-        if value == "both":
-            return allowed
-        if value not in allowed:
-            raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
-        return (value,)
-
     layouts = choice("--layout", layout, ("nchw", "channels_last"))
     passes = choice("--pass", pass_, ("fwd", "fwd+bwd"))
     dt = parse_dtype(dtype, device)
@@ -255,6 +250,41 @@ def conv(
     meta = {"suite": "conv", "warmup": warmup, "repeats": repeats, "max_seconds": max_seconds, "peak_gflops": peak}
     _emit(results, "conv2d: bigmodel vs torch.nn.functional.conv2d", ["GFLOP"], json_out, meta, extra, notes,
           markdown_out, csv_out)
+
+
+@app.command()
+def lstm(
+    shape: Optional[List[str]] = typer.Option(
+        None, "--shape", help="B,T,I,H: batch, steps, input and hidden size (repeatable). Default: the two "
+        "standard shapes, B64 T128 I256 H512 and B128 T28 I28 H128."),
+    pass_: str = typer.Option("both", "--pass", help="inference, fwd+bwd or both."),
+    baseline: str = typer.Option("both", "--baseline", help="lstm (torch.nn.LSTM), cell-loop (a Python loop over "
+                                 "torch.nn.LSTMCell) or both."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64 (CPU); float16/bfloat16 on CUDA."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = THREADS,
+    warmup: int = WARMUP,
+    repeats: int = typer.Option(10, "--repeats", min=1, help="Timed calls per side (median and IQR reported)."),
+    json_out: Optional[str] = JSON_OUT,
+    markdown_out: Optional[str] = MARKDOWN_OUT,
+    csv_out: Optional[str] = CSV_OUT,
+) -> None:
+    """LSTM layer (bigmodel.nn.LSTM) against torch.nn.LSTM and a loop over torch.nn.LSTMCell."""
+    import_bigmodel()
+    from bigmodel.bench import lstm as lstm_bench
+
+    passes = choice("--pass", pass_, ("inference", "fwd+bwd"))
+    baselines = choice("--baseline", baseline, lstm_bench.BASELINES)
+    dt = parse_dtype(dtype, device)
+    set_threads(threads)
+    configs = None
+    if shape:
+        configs = [lstm_bench.LstmConfig(*parse_shape(s, 4, "--shape")) for s in shape]
+    cases = lstm_bench.cases(configs, passes, baselines, dt, device)
+    results = _run(cases, warmup, repeats, quiet=json_out == "-")
+    _emit(results, "LSTM: bigmodel.nn.LSTM vs torch (torch column: the baseline named in the case)", ["GFLOP"],
+          json_out, {"suite": "lstm", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench lstm"},
+          markdown_out=markdown_out, csv_out=csv_out)
 
 
 @app.command()

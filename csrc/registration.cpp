@@ -53,4 +53,21 @@ TORCH_LIBRARY(bigmodel, m) {
   // (grad_weight, grad_bias); `weight` supplies the shape. grad_bias has shape (0,) unless bias_grad.
   m.def("conv2d_backward_weight(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, int[] padding, "
         "int[2] dilation, int groups, bool bias_grad) -> (Tensor, Tensor)");
+
+  // ---- LSTM -------------------------------------------------------------------------------
+  // One layer, one direction, over (T, B, input_size); gate order i, f, g, o as torch.nn.LSTM.
+  // gates / cells are the saved activations the backward reads (float32 for 16-bit inputs).
+  // lengths (int64, CPU, non-increasing, not with reverse): row b runs lengths[b] steps only.
+  // save_for_backward=False (inference): gates and cells come back empty, shape (0,).
+  m.def("lstm(Tensor input, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, "
+        "Tensor? b_hh=None, bool reverse=False, Tensor? lengths=None, bool save_for_backward=True) -> "
+        "(Tensor output, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
+  // grad_bias is the gradient of b_ih, which equals that of b_hh. Missing gradients are zeros.
+  m.def("lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, Tensor input, Tensor hx, "
+        "Tensor cx, Tensor w_ih, Tensor w_hh, Tensor output, Tensor gates, Tensor cells, bool reverse=False, "
+        "Tensor? lengths=None) -> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor grad_w_ih, "
+        "Tensor grad_w_hh, Tensor grad_bias)");
+  // One step of torch.nn.LSTMCell, batched (B, input_size) or unbatched (input_size,).
+  m.def("lstm_cell(Tensor input, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih=None, "
+        "Tensor? b_hh=None) -> (Tensor h, Tensor c, Tensor gates)");
 }

@@ -4,5 +4,6 @@ bigmodel's kernels. `convert(model)` swaps a model's torch.nn layers for these, 
 from .conv import Conv2d
 from .convert import convert
 from .pooling import AvgPool2d, MaxPool2d
+from .rnn import LSTM, LSTMCell
 
-__all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "convert"]
+__all__ = ["AvgPool2d", "Conv2d", "LSTM", "LSTMCell", "MaxPool2d", "convert"]

@@ -6,6 +6,7 @@ import torch
 
 from .conv import Conv2d
 from .pooling import AvgPool2d, MaxPool2d
+from .rnn import LSTM, LSTMCell
 
 # torch.nn class -> ours. Ours subclass theirs with the same attributes, so a layer is swapped by
 # building ours from its constructor arguments and moving the state (parameters, buffers,
@@ -14,6 +15,8 @@ _SWAPS: dict[type, type] = {
     torch.nn.MaxPool2d: MaxPool2d,
     torch.nn.AvgPool2d: AvgPool2d,
     torch.nn.Conv2d: Conv2d,
+    torch.nn.LSTM: LSTM,
+    torch.nn.LSTMCell: LSTMCell,
 }
 
 
@@ -25,6 +28,9 @@ def register_swap(torch_cls: type, ours: type) -> None:
 def _swap(module: torch.nn.Module) -> torch.nn.Module:
     ours = _SWAPS.get(type(module))  # exact type: subclasses of torch.nn layers may change forward
     if ours is None:
+        return module
+    supports = getattr(ours, "supports", None)  # optional: configurations ours cannot run stay torch's
+    if supports is not None and not supports(module):
         return module
     new = ours.__new__(ours)
     new.__dict__ = module.__dict__  # same attributes, parameters, buffers, hooks
