@@ -5,3 +5,7 @@ from .convert import convert
 from .pooling import AvgPool2d, MaxPool2d
 
 __all__ = ["AvgPool2d", "MaxPool2d", "convert"]
+
+from .attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer  # noqa: E402
+
+__all__ += ["MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer"]

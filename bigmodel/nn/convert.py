@@ -41,3 +41,11 @@ def convert(model: torch.nn.Module) -> torch.nn.Module:
             setattr(model, name, swapped)
         convert(swapped)
     return _swap(model)
+
+# Attention family. TransformerEncoder is swapped too, so that its nested-tensor fast path (which
+# would skip the layers' forward, and our kernels with it) is never taken.
+from .attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer  # noqa: E402
+
+register_swap(torch.nn.MultiheadAttention, MultiheadAttention)
+register_swap(torch.nn.TransformerEncoderLayer, TransformerEncoderLayer)
+register_swap(torch.nn.TransformerEncoder, TransformerEncoder)

@@ -8,3 +8,7 @@ backward passes are registered ops of their own.
 from .pool import avg_pool2d, max_pool2d
 
 __all__ = ["avg_pool2d", "max_pool2d"]
+
+from .attention import scaled_dot_product_attention  # noqa: E402
+
+__all__ += ["scaled_dot_product_attention"]
