@@ -26,6 +26,26 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return F.avg_pool2d(_f64(input), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
+def matmul(input, other):
+    return _f64(input) @ _f64(other)
+
+
+def gemm(a, b, c=None, alpha=1.0, beta=0.0):
+    """alpha * a @ b + beta * c in float64; beta == 0 ignores c entirely (NaN included), as addmm."""
+    out = alpha * (_f64(a) @ _f64(b))
+    if c is not None and beta != 0:
+        out = out + beta * _f64(c)
+    return out
+
+
+def gemm_batch_reduce(a, b, c=None, alpha=1.0, beta=0.0):
+    """alpha * sum_t a[t] @ b[t] + beta * c in float64."""
+    out = alpha * (_f64(a) @ _f64(b)).sum(0) if a.shape[0] else torch.zeros(a.shape[1], b.shape[2], dtype=torch.float64)
+    if c is not None and beta != 0:
+        out = out + beta * _f64(c)
+    return out
+
+
 def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -> list[torch.Tensor]:
     """Gradients of sum(fn(*inputs) * grad_output) w.r.t. `inputs`, in float64."""
     xs = [x.detach().to(torch.float64).requires_grad_(True) for x in inputs]

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bigmodel/gemm.h"
 #include "bigmodel/isa.h"
 #include "bigmodel_build_config.h"
 
@@ -79,6 +80,23 @@ py::dict build_info() {
   return d;
 }
 
+bigmodel::DType gemm_dtype(const std::string& name) {
+  if (name == "float32") return bigmodel::DType::f32;
+  if (name == "float64") return bigmodel::DType::f64;
+  throw py::value_error("dtype must be 'float32' or 'float64', got '" + name + "'");
+}
+
+py::dict gemm_blocking(const std::string& dtype) {
+  const bigmodel::GemmBlocking b = bigmodel::cpu::gemm_blocking(gemm_dtype(dtype));
+  py::dict d;
+  d["MR"] = b.MR;
+  d["NR"] = b.NR;
+  d["MC"] = b.MC;
+  d["KC"] = b.KC;
+  d["NC"] = b.NC;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -89,4 +107,26 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_isa", [](const std::string& name) { bigmodel::set_active_isa(bigmodel::parse_isa(name.c_str())); },
         py::arg("name"), "Force a CPU path ('avx512', 'avx2' or 'generic') for the whole process.");
   m.def("isa_available", [] { return isa_list(true); }, "CPU paths compiled in and runnable on this CPU, best first.");
+  m.def("gemm_blocking", &gemm_blocking, py::arg("dtype") = "float32",
+        "The GEMM block sizes (MR, NR, MC, KC, NC) of the active CPU path for 'float32' or 'float64'.");
+  m.def("gemm_packed_nbytes",
+        [](const std::string& dtype, const std::string& side, int64_t outer, int64_t k) {
+          if (side != "a" && side != "b") throw py::value_error("side must be 'a' or 'b', got '" + side + "'");
+          try {
+            return 64 + bigmodel::cpu::gemm_packed_bytes(gemm_dtype(dtype),
+                                                         side == "a" ? bigmodel::GemmSide::a : bigmodel::GemmSide::b,
+                                                         outer, k);
+          } catch (const std::invalid_argument& e) {
+            throw py::value_error(e.what());
+          }
+        },
+        py::arg("dtype"), py::arg("side"), py::arg("outer"), py::arg("k"),
+        "Size in bytes of a gemm_pack buffer (header included) on the active CPU path.");
+  m.def("fma_peak_gflops",
+        [](int threads, double seconds) {
+          py::gil_scoped_release release;
+          return bigmodel::cpu::fma_peak_gflops(threads, seconds);
+        },
+        py::arg("threads"), py::arg("seconds") = 0.5,
+        "fp32 FMA throughput of the active CPU path with `threads` threads, in GFLOP/s (a register-only loop).");
 }

@@ -19,6 +19,29 @@ TORCH_LIBRARY(bigmodel, m) {
   m.def("avg_pool2d_backward(Tensor grad_output, Tensor self, int[2] kernel_size, int[2] stride, "
         "int[2] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
 
+  // ---- GEMM core (kernels/include/bigmodel/gemm.h) ------------------------------------------
+  // alpha * a @ b + beta * c for 2-D float tensors of any strides (a transposed view costs
+  // nothing). c broadcasts as in torch.addmm; with beta == 0 it is ignored, NaN included.
+  m.def("gemm(Tensor a, Tensor b, Tensor? c=None, *, float alpha=1., float beta=0.) -> Tensor");
+  // In place: c = alpha * a @ b + beta * c, c of any (non-overlapping) strides.
+  m.def("gemm_(Tensor(a!) c, Tensor a, Tensor b, *, float alpha=1., float beta=1.) -> ()");
+  // alpha * sum_t a[t] @ b[t] + beta * c; a is (T, M, K), b is (T, K, N): one register tile
+  // accumulates over all T (the batch-reduce entry convolution uses).
+  // a and/or b may also be gemm_pack buffers of the concatenated (T*K) operand.
+  m.def("gemm_batch_reduce(Tensor a, Tensor b, Tensor? c=None, *, float alpha=1., float beta=0.) -> Tensor");
+  // x packed for the active ISA path as operand side='a' (x is M x K) or 'b' (x is K x N): a
+  // uint8 buffer (64-byte header + panels) for gemm_prepacked.
+  // x may also be 3-D (T, rows, cols): the concatenated-K operand of a batch-reduce, packed once
+  // (convolution's weights over taps); gemm_batch_reduce then takes the buffer in its place.
+  m.def("gemm_pack(Tensor x, str side) -> Tensor");
+  // As gemm, where a and/or b may be gemm_pack buffers (packed once, reused across calls).
+  m.def("gemm_prepacked(Tensor a, Tensor b, Tensor? c=None, *, float alpha=1., float beta=0.) -> Tensor");
+  // Tests only: c = relu?(alpha * a @ b + beta * c + bias) in place through the epilogue, with a
+  // tile callback that counts how often each element was reported (coverage) and what value it
+  // had then (seen); single_thread uses gemm_single_thread with caller scratch.
+  m.def("_gemm_epilogue(Tensor(a!) c, Tensor a, Tensor b, Tensor? bias, str bias_kind, str activation, "
+        "float alpha, float beta, bool single_thread) -> (Tensor, Tensor)");
+
   // ---- attention ----------------------------------------------------------------------------
   // torch.nn.functional.scaled_dot_product_attention's signature; a composite of the forward op.
   m.def("scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, "

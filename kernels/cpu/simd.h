@@ -101,6 +101,8 @@ struct Vec<float> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm512_maskz_max_ps(static_cast<Mask>(-1), a.v, b.v)}; }  // maskz: GCC 12 warns on the plain form
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
@@ -164,6 +166,8 @@ struct Vec<double> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm512_mul_pd(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm512_div_pd(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm512_maskz_max_pd(static_cast<Mask>(-1), a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q); }
@@ -240,6 +244,8 @@ struct Vec<float> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm256_max_ps(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
@@ -300,6 +306,8 @@ struct Vec<double> {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {_mm256_mul_pd(a.v, b.v)}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {_mm256_div_pd(a.v, b.v)}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+  // max(a, b) lane by lane; b where either is NaN (so max(0, x) keeps a NaN x).
+  static BM_INLINE Vec max(Vec a, Vec b) { return {_mm256_max_pd(a.v, b.v)}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ); }
   static BM_INLINE Mask eq(Vec a, Vec b) { return _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ); }
   static BM_INLINE Mask isnan(Vec a) { return _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q); }
@@ -338,6 +346,7 @@ struct Vec {
   friend BM_INLINE Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
   friend BM_INLINE Vec operator/(Vec a, Vec b) { return {a.v / b.v}; }
   static BM_INLINE Vec fma(Vec a, Vec b, Vec c) { return {a.v * b.v + c.v}; }
+  static BM_INLINE Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
   static BM_INLINE Mask gt(Vec a, Vec b) { return a.v > b.v; }
   static BM_INLINE Mask eq(Vec a, Vec b) { return a.v == b.v; }
   static BM_INLINE Mask isnan(Vec a) { return a.v != a.v; }
