@@ -183,15 +183,13 @@ BM_INLINE void mul_row(T* x, const T* y, int64_t n) {
   if (j < n) (V::load(x + j, static_cast<int>(n - j)) * V::load(y + j, static_cast<int>(n - j))).store(x + j, static_cast<int>(n - j));
 }
 
-// dot(x[0, n), y[0, n))
+// dot(x[0, n), y[0, n)) accumulated in double: D = rowsum(dO * O) is subtracted from dP in the
+// backward, where the two nearly cancel for rows whose attention sits on one key; O(L * Ev) work.
 template <typename T>
-BM_INLINE T dot_row(const T* x, const T* y, int64_t n) {
-  using V = Vec<T>;
-  V acc = V::zero();
-  int64_t j = 0;
-  for (; j + V::size <= n; j += V::size) acc = V::fma(V::load(x + j), V::load(y + j), acc);
-  if (j < n) acc = V::fma(V::load(x + j, static_cast<int>(n - j)), V::load(y + j, static_cast<int>(n - j)), acc);
-  return reduce_add(acc);
+BM_INLINE double dot_row_f64(const T* x, const T* y, int64_t n) {
+  double acc = 0.0;
+  for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(x[j]) * static_cast<double>(y[j]);
+  return acc;
 }
 
 template <typename T>
@@ -297,12 +295,12 @@ void forward_impl(const AttentionParams& p) {
   const int nt = threads_for(p, 4.0 * p.B * p.Hq * L * S * (E > Ev ? E : Ev), items);
 
   // Scratch per thread: the score block, running max / sum per row, dropout multipliers and the
-  // GEMM's packing buffers (sized with the largest problem each GEMM sees).
-  const T* q0 = w.q_head(p, 0, 0);
-  T dummy[1];
+  // GEMM's packing buffers, sized with the largest problem each GEMM sees (the pointers only
+  // have to be non-null for sizing; strides are the real ones).
+  T d[1];
   const int64_t g_bytes =
-      max64(gemm_scratch_bytes(gemm_params<T>(qb, kb, E, {q0, p.q_sl, 1}, {w.k, 1, p.k_sl}, dummy, ld, 1, 0)),
-            gemm_scratch_bytes(gemm_params<T>(qb, Ev, kb, {dummy, ld, 1}, {w.v, p.v_sl, 1}, w.out, Ev, 1, 1)));
+      max64(gemm_scratch_bytes(gemm_params<T>(qb, kb, E, {d, p.q_sl, 1}, {d, 1, p.k_sl}, d, ld, 1, 0)),
+            gemm_scratch_bytes(gemm_params<T>(qb, Ev, kb, {d, ld, 1}, {d, p.v_sl, 1}, d, Ev, 1, 1)));
   const int64_t s_off = 0, m_off = s_off + align64(qb * ld * sizeof(T)), l_off = m_off + align64(qb * sizeof(T));
   const int64_t z_off = l_off + align64(qb * sizeof(T)), g_off = z_off + align64(kb * sizeof(T));
   const int64_t per_thread = g_off + align64(g_bytes);
@@ -421,14 +419,13 @@ void backward_impl(const AttentionParams& p) {
   const int64_t d_bytes = align64(q_rows * sizeof(T));
   const int64_t part_elems = chunks > 1 ? chunks * q_rows * E : 0;
 
-  T dummy[1];
-  const T* q0 = w.q;
+  T d[1];  // sizing only: see forward_impl
   const int64_t g_bytes = max64(
-      max64(gemm_scratch_bytes(gemm_params<T>(qb, kb, E, {q0, p.q_sl, 1}, {w.k, 1, p.k_sl}, dummy, ld, 1, 0)),
-            gemm_scratch_bytes(gemm_params<T>(qb, kb, Ev, {go, p.go_sl, 1}, {w.v, 1, p.v_sl}, dummy, ld, 1, 0))),
-      max64(max64(gemm_scratch_bytes(gemm_params<T>(kb, Ev, qb, {dummy, 1, ld}, {go, p.go_sl, 1}, dv, Ev, 1, 1)),
-                  gemm_scratch_bytes(gemm_params<T>(qb, E, kb, {dummy, ld, 1}, {w.k, p.k_sl, 1}, dq, E, 1, 1))),
-            gemm_scratch_bytes(gemm_params<T>(kb, E, qb, {dummy, 1, ld}, {q0, p.q_sl, 1}, dk, E, 1, 1))));
+      max64(gemm_scratch_bytes(gemm_params<T>(qb, kb, E, {d, p.q_sl, 1}, {d, 1, p.k_sl}, d, ld, 1, 0)),
+            gemm_scratch_bytes(gemm_params<T>(qb, kb, Ev, {d, p.go_sl, 1}, {d, 1, p.v_sl}, d, ld, 1, 0))),
+      max64(max64(gemm_scratch_bytes(gemm_params<T>(kb, Ev, qb, {d, 1, ld}, {d, p.go_sl, 1}, d, Ev, 1, 1)),
+                  gemm_scratch_bytes(gemm_params<T>(qb, E, kb, {d, ld, 1}, {d, p.k_sl, 1}, d, E, 1, 1))),
+            gemm_scratch_bytes(gemm_params<T>(kb, E, qb, {d, 1, ld}, {d, p.q_sl, 1}, d, E, 1, 1))));
   const int64_t blk_bytes = align64(qb * ld * sizeof(T));
   const int64_t s_off = 0, dp_off = blk_bytes, pd_off = 2 * blk_bytes, z_off = pd_off + (w.dropout ? blk_bytes : 0);
   const int64_t g_off = z_off + align64(kb * sizeof(T));
@@ -452,7 +449,7 @@ void backward_impl(const AttentionParams& p) {
     for (int64_t r = 0; r < q_rows; ++r) {
       const int64_t bh = r / L, row = r - bh * L;
       const int64_t b = bh / Hq, h = bh - b * Hq;
-      dbuf[r] = dot_row(go + b * p.go_sb + h * p.go_sh + row * p.go_sl, w.out + r * Ev, Ev);
+      dbuf[r] = static_cast<T>(dot_row_f64(go + b * p.go_sb + h * p.go_sh + row * p.go_sl, w.out + r * Ev, Ev));
     }
 
 #pragma omp for schedule(dynamic, 1)
