@@ -38,7 +38,7 @@ def assert_flash_rule(ours, ref64, same_precision, what="", scale=None):
     if scale is None:
         scale = ref64.abs().max().item()
     scale = scale or 1.0
-    floor = 2e-6 * scale if ours.dtype == torch.float32 else 1e-12 * scale
+    floor = {torch.float32: 2e-6, torch.float64: 1e-12}.get(ours.dtype, 1e-4) * scale
     assert err <= 2 * ref_err + floor, f"{what}: error {err:.3g} > 2 x same-precision error {ref_err:.3g}"
     if ours.dtype == torch.float32:
         assert err / scale < 1e-5, f"{what}: relative error {err / scale:.3g}"
@@ -546,27 +546,25 @@ def test_bad_input_raises_clear_error(call, exc, fragment):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_matches_reference(dtype):
-    rng = random.Random(11)
+    # flash-attention's rule against torch's math implementation at the same precision.
+    rng = random.Random(f"cuda-{dtype}")
     for i in range(8):
         b, h, L, S, E, Ev = random_case(rng, big=i >= 5)
         causal = i % 2 == 1
         q, k, v = (t.cuda().to(dtype) for t in make_qkv(b, h, L, S, E, Ev, outliers=i == 0))
-        m = (torch.rand(L, S, device="cuda") > 0.2) if i % 3 == 2 else None
+        m = None
+        if i % 3 == 2:
+            m = torch.rand(L, S, device="cuda") > 0.2
+            m[:, 0] = True  # no fully masked rows here: torch's math path would give NaN
         go = torch.randn(b, h, L, Ev, device="cuda", dtype=dtype)
         out, g = grads(lambda *t: sdpa(*t, attn_mask=m, is_causal=causal), (q, k, v), go)
         ref, rg = ref_grads(lambda *t: reference.scaled_dot_product_attention(*t, attn_mask=m, is_causal=causal),
-                        (q, k, v), go)
-        same, sg = grads(lambda *t: reference.scaled_dot_product_attention(*t, attn_mask=m, is_causal=causal)
-                         .to(dtype) if dtype == torch.float32 else math_sdpa(
-                             *t, attn_mask=m, is_causal=causal), (q, k, v), go)
-        tol = 1e-5 if dtype == torch.float32 else 0.0
+                            (q, k, v), go)
+        same, sg = grads(lambda *t: math_sdpa(*t, attn_mask=m, is_causal=causal), (q, k, v), go)
         what = f"cuda {dtype} {(b, h, L, S, E, Ev)} causal={causal}"
-        err = (out.double() - ref).abs().max().item()
-        ref_err = (same.double() - ref).abs().max().item()
-        assert err <= 2 * ref_err + tol * (ref.abs().max().item() + 1), what
-        for a, r, s in zip(g, rg, sg):
-            assert (a.double() - r).abs().max().item() <= 2 * (s.double() - r).abs().max().item() + tol * (
-                r.abs().max().item() + 1) + 1e-3 * (dtype != torch.float32), what
+        assert_flash_rule(out, ref, same, what)
+        for name, a, r, s, sc in zip("qkv", g, rg, sg, grad_scales(q.float(), k.float(), v.float(), go.float(), rg)):
+            assert_flash_rule(a, r, s, f"{what} grad {name}", sc)
 
 
 @pytest.mark.cuda
