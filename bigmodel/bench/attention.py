@@ -210,10 +210,22 @@ def _status_kib(field_name: str) -> int | None:
         return None
 
 
+def _trim_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and a later allocation
+    would then not show in the resident set)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_memory_growth_mib(fn: Callable[[], Any], device: str) -> float | None:
     """Peak memory one call of `fn` adds on top of what is already resident (inputs included in
-    the baseline), in MiB. CPU: resets the kernel's peak-RSS mark (/proc/self/clear_refs) and
-    reads VmHWM - VmRSS; None where that is unavailable. CUDA: torch's allocator peak."""
+    the baseline), in MiB. CPU: trims the heap, resets the kernel's peak-RSS mark
+    (/proc/self/clear_refs) and reads VmHWM - VmRSS; None where that is unavailable. CUDA:
+    torch's allocator peak."""
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -223,6 +235,7 @@ def peak_memory_growth_mib(fn: Callable[[], Any], device: str) -> float | None:
         torch.cuda.synchronize()
         del result
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+    _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
