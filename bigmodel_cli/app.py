@@ -83,7 +83,7 @@ def info(
 
 
 def _register_subcommands() -> None:
-    from . import bench
+    from . import bench, bench_attention  # noqa: F401 - bench_attention adds `bench attention`
 
     app.add_typer(bench.app, name="bench")
 
