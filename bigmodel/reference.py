@@ -101,3 +101,39 @@ def grads(fn, inputs: list[torch.Tensor], grad_output: torch.Tensor, **kwargs) -
         out = out[0]
     (out * grad_output.detach().to(torch.float64)).sum().backward()
     return [x.grad for x in xs]
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, dropout_mask=None):
+    """softmax(Q K^T * scale + bias) V in float64, materialising the full score matrix.
+
+    bigmodel's conventions: causal is top-left (key j visible to query i iff j <= i); a bool mask
+    marks visible keys with True; a row that sees no key gives zeros. Dropout is applied only when
+    `dropout_mask` (bool, broadcastable to (..., L, S), True = kept) is given: the kept
+    probabilities are scaled by 1 / (1 - dropout_p).
+    """
+    import math
+
+    q, k, v = _f64(query), _f64(key), _f64(value)
+    L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
+    if scale is None:
+        scale = 1.0 / math.sqrt(E) if E > 0 else 1.0
+    if enable_gqa:
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], dim=-3)
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    visible = torch.ones(L, S, dtype=torch.bool, device=q.device)
+    if is_causal:
+        visible = visible.tril()
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            visible = visible & attn_mask
+        else:
+            scores = scores + _f64(attn_mask)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    seen = (scores > float("-inf")).any(dim=-1, keepdim=True)
+    probs = torch.softmax(scores.masked_fill(~seen, 0.0), dim=-1) * seen
+    if dropout_mask is not None:
+        keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
+        probs = probs * dropout_mask.to(probs.dtype) * keep
+    return torch.matmul(probs, v)

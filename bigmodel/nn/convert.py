@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from .conv import Conv2d
 from .pooling import AvgPool2d, MaxPool2d
 from .rnn import LSTM, LSTMCell
@@ -17,6 +18,11 @@ _SWAPS: dict[type, type] = {
     torch.nn.Conv2d: Conv2d,
     torch.nn.LSTM: LSTM,
     torch.nn.LSTMCell: LSTMCell,
+    torch.nn.MultiheadAttention: MultiheadAttention,
+    torch.nn.TransformerEncoderLayer: TransformerEncoderLayer,
+    # TransformerEncoder too, so that its nested-tensor fast path (which would skip the layers'
+    # forward, and our kernels with it) is never taken.
+    torch.nn.TransformerEncoder: TransformerEncoder,
 }
 
 

@@ -1,0 +1,196 @@
+// Fused softmax attention on the CPU, forward (flash-attention style). Compiled once per ISA
+// path (see kernels/cpu/simd.h); kernels/cpu/attention/attention.cpp dispatches. Semantics and
+// the dropout hash: kernels/include/bigmodel/attention.h; the panel layout of the score blocks:
+// attention_common.h.
+//
+// Once per call, every key block K_j (kb keys) is packed as a GEMM A operand and V_j^T as
+// another; then per (batch, head, block of qb queries), with Q_i packed once as a B operand:
+//
+//   for each key block j (causal: only those the block's queries can see)
+//     S^T = scale * K_j Q_i^T          GEMM into the panel buffer (C row stride NR), per panel
+//     per panel, vertically (a vector = Vec::size queries, no horizontal work):
+//       mask + running max in one sweep over the keys, then p = exp(s - m_new) and the row
+//       sums in a second; alpha = exp(m_old - m_new); l = alpha * l + sum
+//     O^T = diag(alpha) O^T + V_j^T P^T   GEMM, the panels read as a packed B operand
+//   O = O^T^T / l, logsumexp = m + log l
+//
+// No operand is packed inside the loops: the GEMM core reads pre-packed K, V and Q, and the
+// probabilities are produced directly in its packed-B layout. Only the output and one
+// logsumexp per row are written; the L x S matrix never exists beyond one block per thread.
+#include <omp.h>
+
+#include <cmath>
+
+#include "cpu/attention/attention_common.h"
+
+namespace bigmodel::cpu::BIGMODEL_ISA_NS {
+namespace {
+
+struct FwdBlocking {
+  int64_t qb, kb;
+  int nr, mr;
+};
+
+template <typename T>
+FwdBlocking forward_blocking(const AttentionParams& p) {
+  const GemmBlocking g = gemm_blocking(dtype_of<T>());
+  FwdBlocking b;
+  b.nr = g.NR;
+  b.mr = g.MR;
+  // 128 queries x ~252 keys (measured on (2, 8, 2048, 64)); the key block is a multiple of MR
+  // (whole register tiles in S^T = K Q^T), the query block of NR (whole panels).
+  b.kb = g.MR * max64(1, 252 / g.MR);
+  b.qb = round_up(min64(max64(p.L, 1), 128), g.NR);
+  return b;
+}
+
+template <typename T>
+void forward_impl(const AttentionParams& p) {
+  using V = Vec<T>;
+  constexpr int VS = V::size;
+  const Inputs<T> in(p);
+  const FwdBlocking bk = forward_blocking<T>(p);
+  const int nr = bk.nr, nv = nr / VS;
+  const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, qb = bk.qb, kb = bk.kb;
+  const int64_t nq = (L + qb - 1) / qb, nkv = (S + kb - 1) / kb;
+  const int64_t items = p.B * p.Hq * nq, jobs = p.B * p.Hkv * nkv;
+  if (items == 0) return;  // every GEMM table has NR a multiple of the vector width (nv whole vectors)
+  const int nt = threads_for(p, 4.0 * p.B * p.Hq * L * S * static_cast<double>(max64(E, Ev)), items);
+  T* out = static_cast<T*>(p.output);
+  T* lse_all = static_cast<T*>(p.logsumexp);
+  const T scale = static_cast<T>(p.scale);
+
+  // Shared: K_j as A (keys x E) and V_j^T as A (Ev x keys), per (batch, kv head, key block).
+  const int64_t k_bytes = align64(packed_bytes<T>(GemmSide::a, kb, E));
+  const int64_t v_bytes = align64(packed_bytes<T>(GemmSide::a, Ev, kb));
+  // Per thread: Q_i as B, the panels (qb queries x kb keys), O^T (Ev x qb), m / l / alpha per
+  // query, per-lane limits and dropout keys, and GEMM scratch (none expected: all packed).
+  T dummy[1];
+  const GemmPacked sa = shape_only<T>(GemmSide::a, kb, E, bk.mr, dummy), sb = shape_only<T>(GemmSide::b, nr, E, nr, dummy);
+  const GemmPacked va = shape_only<T>(GemmSide::a, Ev, kb, bk.mr, dummy), pb = shape_only<T>(GemmSide::b, qb, kb, nr, dummy);
+  const int64_t g_bytes = align64(max64(gemm_scratch_bytes(gemm_params<T>(kb, nr, E, packed(&sa), packed(&sb), dummy, nr, 1, 0)),
+                                        gemm_scratch_bytes(gemm_params<T>(Ev, qb, kb, packed(&va), packed(&pb), dummy, qb, 1, 1))));
+  const int64_t q_off = 0, s_off = q_off + align64(packed_bytes<T>(GemmSide::b, qb, E));
+  const int64_t o_off = s_off + align64(qb * kb * sizeof(T)), st_off = o_off + align64(Ev * qb * sizeof(T));
+  const int64_t lim_off = st_off + align64(3 * qb * sizeof(T));
+  const int64_t key_off = lim_off + align64(nr * (sizeof(int64_t) + sizeof(T)));
+  const int64_t g_off = key_off + align64(nr * sizeof(uint32_t));
+  const int64_t per_thread = g_off + g_bytes;
+  Arena arena(jobs * (k_bytes + v_bytes) + per_thread * nt);
+  char* kv_base = arena.base;
+  char* thread_base = arena.base + jobs * (k_bytes + v_bytes);
+  GemmPacked* kd = new GemmPacked[jobs > 0 ? jobs : 1];
+  GemmPacked* vd = new GemmPacked[jobs > 0 ? jobs : 1];
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t job = 0; job < jobs; ++job) {
+      const int64_t bkv = job / nkv, jb = job - bkv * nkv;
+      const int64_t b = bkv / p.Hkv, hk = bkv - b * p.Hkv, j0 = jb * kb, cols = min64(kb, S - j0);
+      char* dst = kv_base + job * (k_bytes + v_bytes);
+      kd[job] = pack<T>(GemmSide::a, cols, E, in.k_head(p, b, hk) + j0 * p.k_sl, p.k_sl, 1, dst);
+      vd[job] = pack<T>(GemmSide::a, Ev, cols, in.v_head(p, b, hk) + j0 * p.v_sl, 1, p.v_sl, dst + k_bytes);
+    }
+
+    char* mine = thread_base + per_thread * omp_get_thread_num();
+    T* sbuf = reinterpret_cast<T*>(mine + s_off);
+    T* ot = reinterpret_cast<T*>(mine + o_off);
+    T* m = reinterpret_cast<T*>(mine + st_off);
+    T* l = m + qb;
+    T* alpha = l + qb;
+    int64_t* limit = reinterpret_cast<int64_t*>(mine + lim_off);
+    T* limf = reinterpret_cast<T*>(limit + nr);
+    uint32_t* keys = reinterpret_cast<uint32_t*>(mine + key_off);
+    const Scratch gs{mine + g_off, g_bytes};
+    const V ninf = V::broadcast(neg_inf<T>()), zero = V::zero();
+
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t bh = item / nq, iq = item - bh * nq;
+      const int64_t b = bh / p.Hq, h = bh - b * p.Hq, hk = h / in.group, bkv = b * p.Hkv + hk;
+      const int64_t i0 = iq * qb, rows = min64(qb, L - i0), npan = (rows + nr - 1) / nr, qbp = npan * nr;
+      const GemmPacked qd = pack<T>(GemmSide::b, rows, E, in.q_head(p, b, h) + i0 * p.q_sl, p.q_sl, 1, mine + q_off);
+      fill(m, qbp, neg_inf<T>());
+      fill(l, qbp, T(0));
+      const int64_t kv_end = p.causal ? min64(S, i0 + rows) : S;
+      bool first = true;
+      for (int64_t jb = 0; jb * kb < kv_end; ++jb) {
+        const int64_t j0 = jb * kb, cols_full = min64(kb, S - j0), cols = min64(cols_full, kv_end - j0);
+        const GemmPacked kj = prefix(kd[bkv * nkv + jb], cols);  // keys past kv_end are never visible
+        const void* km = key_mask<T>(p, b, h, j0);
+        for (int64_t pn = 0; pn < npan; ++pn) {
+          const int64_t rows_p = min64(nr, rows - pn * nr), r0 = i0 + pn * nr;
+          T* x = sbuf + pn * cols_full * nr;
+          const GemmPacked qp = panels_from<T>(qd, pn, rows_p);
+          // S^T = scale * K_j Q_i^T for this panel's queries
+          matmul<T>(cols, rows_p, E, packed(&kj), packed(&qp), x, nr, scale, T(0), gs);
+          if (p.mask_kind != AttentionMask::none && p.m_sl != 0) add_row_mask(x, nr, rows_p, cols, p, b, h, r0, j0);
+          const bool full = panel_limits(limit, nr, rows_p, r0, j0, cols, p.causal) >= cols;
+          limits_as(limf, limit, nr);
+          for (int v = 0; v < nv; ++v) {
+            T* xv = x + v * VS;
+            const int64_t off = pn * nr + v * VS;
+            const V lim = V::load(limf + v * VS);
+            // 1) mask + max over the keys (invisible keys and padding lanes become -inf)
+            V mx = ninf;
+            for (int64_t s = 0; s < cols; ++s) {
+              V xs = apply_key_mask(V::load(xv + s * nr), p.mask_kind, km, s);
+              if (!full) xs = V::select(V::gt(lim, V::broadcast(static_cast<T>(s))), xs, ninf);
+              if (km != nullptr || !full) xs.store(xv + s * nr);
+              mx = vec_max(mx, xs);
+            }
+            // 2) p = exp(s - m_new), sums; a row that has seen nothing keeps m = -inf, p = 0
+            const V m_old = V::load(m + off), m_new = vec_max(m_old, mx);
+            const V m_use = V::select(V::eq(m_new, ninf), zero, m_new);
+            V sum = zero;
+            for (int64_t s = 0; s < cols; ++s) {
+              const V e = vec_exp(V::load(xv + s * nr) - m_use);
+              e.store(xv + s * nr);
+              sum = sum + e;
+            }
+            for (int64_t s = cols; s < cols_full; ++s) zero.store(xv + s * nr);  // keys this block skips
+            const V a = vec_exp(m_old - m_use);  // exp(m_old - m_new); 0 while nothing was seen
+            (V::load(l + off) * a + sum).store(l + off);
+            m_new.store(m + off);
+            a.store(alpha + off);
+          }
+          if (in.dropout) {
+            dropout_panel<T>(x, nullptr, nr, rows_p, cols, p, bh, r0, j0, in.drop_threshold, in.keep_scale, keys);
+          }
+        }
+        // O^T = diag(alpha) O^T + V_j^T P^T   (the first block overwrites)
+        if (!first) {
+          for (int64_t e = 0; e < Ev; ++e) {
+            T* o = ot + e * qbp;
+            for (int64_t r = 0; r < qbp; r += VS) (V::load(o + r) * V::load(alpha + r)).store(o + r);
+          }
+        }
+        const GemmPacked pj = panels_as_b<T>(sbuf, rows, cols_full, nr);
+        matmul<T>(Ev, rows, cols_full, packed(&vd[bkv * nkv + jb]), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1),
+                  gs);
+        first = false;
+      }
+      // O = O^T^T / l; logsumexp = m + log l; rows that saw no key: zeros and -inf
+      T* lse = lse_all + bh * L + i0;
+      T* o = out + (bh * L + i0) * Ev;
+      for (int64_t r = 0; r < rows; ++r) {
+        const bool seen = !first && l[r] > T(0);
+        const T inv = seen ? T(1) / l[r] : T(0);
+        for (int64_t e = 0; e < Ev; ++e) o[r * Ev + e] = seen ? ot[e * qbp + r] * inv : T(0);
+        lse[r] = seen ? m[r] + std::log(l[r]) : neg_inf<T>();
+      }
+    }
+  }
+  delete[] kd;
+  delete[] vd;
+}
+
+}  // namespace
+
+// Entry point (float32 / float64; the bindings have rejected other dtypes).
+void attention_forward(const AttentionParams& p) {
+  p.dtype == DType::f64 ? forward_impl<double>(p) : forward_impl<float>(p);
+}
+
+}  // namespace bigmodel::cpu::BIGMODEL_ISA_NS
