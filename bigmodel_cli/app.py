@@ -84,7 +84,10 @@ def info(
     ops.add_column("cpu", justify="center")
     ops.add_column("cuda", justify="center")
     for op in data["ops"]:
-        ops.add_row(op["name"], *("[green]yes[/]" if b in op["backends"] else "[dim]-[/]" for b in ("cpu", "cuda")))
+        if "composite" in op["backends"]:  # runs wherever the ops it is made of run
+            ops.add_row(op["name"], "[green]composite[/]", "[green]composite[/]")
+        else:
+            ops.add_row(op["name"], *("[green]yes[/]" if b in op["backends"] else "[dim]-[/]" for b in ("cpu", "cuda")))
     console.print(ops)
 
 

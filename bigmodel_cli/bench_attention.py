@@ -14,7 +14,8 @@ from typing import List, Optional
 import typer
 
 from .app_common import console, err_console, import_bigmodel, parse_dtype, parse_shape, set_threads, write_atomic
-from .bench import JSON_OUT, THREADS, app
+from .bench import JSON_OUT, THREADS, app, choice
+
 
 @app.command()
 def attention(
@@ -38,13 +39,6 @@ def attention(
     import_bigmodel()
     from bigmodel.bench import attention as attn_bench
     from bigmodel.bench import environment
-
-    def choice(name, value, allowed):
-        if value == "both":
-            return allowed
-        if value not in allowed:
-            raise typer.BadParameter(f"expected one of {', '.join(allowed)} or both, got {value!r}", param_hint=name)
-        return (value,)
 
     causal_flags = tuple(c == "yes" for c in choice("--causal", causal, ("no", "yes")))
     passes = choice("--pass", pass_, ("fwd", "fwd+bwd"))

@@ -29,7 +29,8 @@ py::list registered_ops() {
     auto op = c10::Dispatcher::singleton().findOp(c10::OperatorName(n, ""));
     if (!op) continue;
     py::list backends;
-    for (auto [key, label] : {std::pair{c10::DispatchKey::CPU, "cpu"}, std::pair{c10::DispatchKey::CUDA, "cuda"}}) {
+    for (auto [key, label] : {std::pair{c10::DispatchKey::CPU, "cpu"}, std::pair{c10::DispatchKey::CUDA, "cuda"},
+                              std::pair{c10::DispatchKey::CompositeImplicitAutograd, "composite"}}) {
       if (op->hasKernelForDispatchKey(key)) backends.append(label);
     }
     py::dict d;

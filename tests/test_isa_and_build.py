@@ -33,6 +33,16 @@ def test_build_info_describes_the_build():
                "avg_pool2d_backward"):
         assert "cpu" in names[op], op
         assert ("cuda" in names[op]) == info["cuda_compiled"], op
+    for family_op in ("conv2d", "lstm", "lstm_cell", "scaled_dot_product_attention_forward", "gemm"):
+        assert family_op in names, family_op
+    # every op runs on the CPU (a kernel, or a composite of ops that have one); with CUDA compiled,
+    # every op but the CPU-only ones has a CUDA kernel too
+    for name, backends in names.items():
+        assert "cpu" in backends or "composite" in backends, name
+        if info["cuda_compiled"] and "composite" not in backends and name not in bigmodel.CPU_ONLY_OPS:
+            assert "cuda" in backends, name
+    assert names["scaled_dot_product_attention"] == ["composite"]
+    assert bigmodel.CPU_ONLY_OPS <= set(names)
 
 
 def test_available_isas_are_best_first_and_switchable():
