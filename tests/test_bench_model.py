@@ -98,8 +98,8 @@ def test_validation_catches_different_outputs(monkeypatch):
     ms = _tiny("cnn")
     real = model_bench._build
 
-    def skewed(ms_, backend, seed):
-        net = real(ms_, backend, seed)
+    def skewed(ms_, backend, seed, options=None):
+        net = real(ms_, backend, seed, options)
         if backend == "bigmodel":
             net.register_forward_hook(lambda m, i, o: o + 1e-2)
         return net
@@ -123,3 +123,11 @@ def test_bench_model_bad_arguments(args, fragment):
 def test_bench_model_batch_larger_than_data():
     r = runner.invoke(app, ["bench", "model", "cnn", "--batch-size", "100000", *TINY_CNN])
     assert r.exit_code == 2 and "batch size 100000 exceeds" in flat(r.output)
+
+
+@pytest.mark.parametrize("name", ["transformer", "transformer-lm"])
+def test_train_validation_passes_with_dropout_models(name):
+    ms = _tiny(name)
+    assert ms.options["dropout"] > 0  # the timed models keep their dropout
+    assert model_bench.validate(ms, "train") is None
+    assert model_bench.validate(ms, "infer") is None

@@ -258,3 +258,14 @@ def test_bench_plot_bad_input(tmp_path):
     doc.write_text(json.dumps({"schema": "bigmodel-bench/1", "environment": {}, "results": []}))
     r = runner.invoke(app, ["bench", "plot", str(doc), "-o", str(tmp_path / "x.png")])
     assert r.exit_code == 2 and "no sweep results to plot" in flat(r.output)
+
+
+def test_shipped_results_md_has_a_marker_pair_for_every_standard_block():
+    from bigmodel.bench.suite import DEFAULT_SUITE
+
+    text = (DEFAULT_SUITE.parent / "RESULTS.md").read_text()
+    names = ["environment"] + [n.replace(":", "-") for n in suite_mod.load_suite().names()]
+    for name in names:
+        assert text.count(begin(name)) == 1 and text.count(end(name)) == 1, name
+        assert text.index(begin(name)) < text.index(end(name))
+    assert "bigmodel bench all --results benchmarks/RESULTS.md" in text

@@ -4,8 +4,7 @@ built with --backend bigmodel and with --backend torch from the same seed (same 
 in alternating rounds in one process at the same thread count.
 
 Each case validates before it is timed: inference compares the two backends' outputs; training
-compares the first batch's loss and every parameter's gradient (same dropout masks on both
-sides). A case that disagrees is reported as failed and never timed.
+compares the first batch's loss and every parameter's gradient (with dropout off: see validate). A case that disagrees is reported as failed and never timed.
 
 The per-op breakdown runs a few steps of each backend under torch.profiler (CPU) and groups the
 self CPU time of every profiled op by layer family: an op counts for the family of the nearest
@@ -147,9 +146,9 @@ def prepare(model: str, batch_size: int | None = None, data: str | None = None,
     return ModelSpec(model, cfg.batch_size, data, spec, batches, cfg.model_options, cfg.optimizer, cfg)
 
 
-def _build(ms: ModelSpec, backend: str, seed: int) -> torch.nn.Module:
+def _build(ms: ModelSpec, backend: str, seed: int, options: dict[str, Any] | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(ms.model, ms.spec, ms.options, backend)
+    return build_model(ms.model, ms.spec, ms.options if options is None else options, backend)
 
 
 # ---- steps -----------------------------------------------------------------------------------
@@ -196,8 +195,16 @@ def _infer_step(net, ms: ModelSpec):
 
 
 def validate(ms: ModelSpec, pass_: str, seed: int = 0) -> str | None:
-    """None when both backends agree on the first batch, else what differs."""
-    nets = {b: _build(ms, b, seed) for b in ("bigmodel", "torch")}
+    """None when both backends agree on the first batch, else what differs.
+
+    Training is checked with dropout off (same weights: dropout has no parameters): the two
+    backends draw dropout masks differently (bigmodel's attention draws its own inside the fused
+    kernel), so with dropout on their losses differ by design, not by error. Gradients must agree
+    within 1e-3 of each tensor's largest entry (float32 sums in a different order)."""
+    options = ms.options
+    if pass_ == "train" and options.get("dropout"):
+        options = {**options, "dropout": 0.0}
+    nets = {b: _build(ms, b, seed, options) for b in ("bigmodel", "torch")}
     for (name, p), q in zip(nets["bigmodel"].state_dict().items(), nets["torch"].state_dict().values()):
         if not torch.equal(p, q):
             return f"initial weights differ between backends at {name}"
@@ -213,7 +220,7 @@ def validate(ms: ModelSpec, pass_: str, seed: int = 0) -> str | None:
     losses = {}
     for b, net in nets.items():
         net.train()
-        torch.manual_seed(seed + 1)  # same dropout masks on both sides
+        torch.manual_seed(seed + 1)
         loss, _, _ = loss_and_correct(net(x), y, ms.spec.task)
         loss.backward()
         losses[b] = loss.detach()
@@ -224,7 +231,8 @@ def validate(ms: ModelSpec, pass_: str, seed: int = 0) -> str | None:
         if (p.grad is None) != (q.grad is None):
             return f"gradient of {name}: present on one backend only"
         if p.grad is not None:
-            problem = close(p.grad, q.grad.double(), rtol=1e-3, atol=1e-5)
+            scale = float(q.grad.abs().max()) if q.grad.numel() else 0.0
+            problem = close(p.grad, q.grad.double(), rtol=1e-3, atol=1e-3 * scale + 1e-8)
             if problem:
                 return f"gradient of {name}: {problem}"
     return None
