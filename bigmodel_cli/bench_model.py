@@ -46,9 +46,12 @@ def model_cmd(
     markdown_out: Optional[str] = MARKDOWN_OUT,
     csv_out: Optional[str] = CSV_OUT,
 ) -> None:
-    """A model's training step (forward, loss, backward, optimizer) and inference step: samples/s,
-    ms/step (median ± IQR) and speedup of --backend bigmodel over --backend torch, then the share of
-    each layer family in a step on each side (torch.profiler)."""
+    """A model's train and inference step, --backend bigmodel vs torch: samples/s, ms/step, speedup, per-layer breakdown.
+
+    The train step is forward, loss, backward and optimizer step; inference is eval mode under
+    no_grad. Both backends start from the same weights and are validated against each other
+    first. The breakdown gives each layer family's self CPU time per step on each side
+    (torch.profiler)."""
     import_bigmodel()
     from bigmodel.bench import environment, results_to_csv, results_to_markdown
     from bigmodel.bench import model as model_bench
