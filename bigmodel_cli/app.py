@@ -92,7 +92,7 @@ def info(
 
 
 def _register_subcommands() -> None:
-    from . import bench, bench_attention, bench_train, data, evaluate, train  # noqa: F401 - bench_* add `bench` commands
+    from . import bench, bench_attention, bench_model, bench_suite, bench_train, data, evaluate, train  # noqa: F401 - bench_* add `bench` commands
 
     app.add_typer(bench.app, name="bench")
     app.command("train", context_settings={"help_option_names": ["--help", "-h"]})(train.train)
