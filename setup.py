@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 try:
     import torch
@@ -316,7 +317,18 @@ if shutil.which("ninja") is None and not any(p.endswith("ninja") for p in os.env
     except ImportError:
         print("warning: ninja not found; the build will be slow and serial (pip install ninja)", file=sys.stderr)
 
+class BuildPy(build_py):
+    """Also ships benchmarks/suite.toml (the standard suite, kept at the top level as data) inside
+    the package, so an installed `bigmodel bench all` finds it."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "bigmodel", "bench", "suite.toml")
+        self.mkpath(os.path.dirname(target))
+        self.copy_file(os.path.join(ROOT, "benchmarks", "suite.toml"), target)
+
+
 setup(
     ext_modules=[make_extension()],
-    cmdclass={"build_ext": BuildExt.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExt.with_options(use_ninja=True), "build_py": BuildPy},
 )

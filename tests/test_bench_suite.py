@@ -190,6 +190,7 @@ def test_update_blocks_synthetic_and_idempotent():
 
 
 def test_standard_suite_file_loads():
+    """The default suite is found from a checkout and from an installed package (a copy setup.py ships)."""
     s = suite_mod.load_suite()
     assert s.names() == ["pool", "gemm", "conv", "lstm", "attention", "model", "sweep:attention", "sweep:conv",
                          "sweep:gemm"]

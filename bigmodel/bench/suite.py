@@ -23,7 +23,11 @@ from ..errors import BigmodelError
 FAMILIES = ("pool", "gemm", "conv", "lstm", "attention", "model")
 SWEEPS = ("attention", "conv", "gemm")
 TIMING_KEYS = ("warmup", "repeats", "max_seconds")
-DEFAULT_SUITE = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "suite.toml"
+# The suite lives in the checkout's benchmarks/; an installed package carries a copy beside this
+# file (setup.py's build_py puts it there).
+_CHECKOUT_SUITE = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "suite.toml"
+_PACKAGED_SUITE = Path(__file__).resolve().parent / "suite.toml"
+DEFAULT_SUITE = _CHECKOUT_SUITE if _CHECKOUT_SUITE.is_file() or not _PACKAGED_SUITE.is_file() else _PACKAGED_SUITE
 
 
 class SuiteError(BigmodelError, ValueError):
