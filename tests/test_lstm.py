@@ -399,3 +399,11 @@ def test_regression_lstm_zero_dim_w_hh_without_hx_is_a_value_error():
         with pytest.raises(TypeError, match=f"{name}: w_hh must be a tensor, got list"):
             fn(x, None, torch.zeros(8, 3), [1.0])
 
+
+def test_regression_lstm_cell_errors_name_lstm_cell():
+    # Found by tests/test_properties_lstm.py: lstm_cell runs through the lstm binding, whose shape
+    # checks reported themselves as "lstm: ...".
+    with pytest.raises(ValueError, match=r"^lstm_cell: w_hh must have shape \(4 \* hidden_size, hidden_size\)"):
+        ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8))
+    with pytest.raises(ValueError, match=r"^lstm_cell: b_ih must have shape"):
+        ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8, 2), torch.zeros(3), torch.zeros(3))
