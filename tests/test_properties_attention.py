@@ -20,6 +20,19 @@ from properties import f32_or_f64, seeds  # noqa: E402
 
 F32 = dict(rtol=2e-4, atol=2e-5)
 F64 = dict(rtol=1e-10, atol=1e-10)
+
+
+def f32_grad_tol(scale, E, dropout, rows):
+    """The family's float32 gradient tolerance (tests/test_attention.py: 1e-5), scaled by what
+    multiplies dS (the softmax scale, the dropout factor 1 / (1 - p)) and by the square root of
+    the number of query rows summed into one dK / dV row. Found by the long profile (Hq=4, Hkv=2,
+    L=32, S=1, scale 2, dropout 0.25: 2.2e-5; Hq=3, Hkv=1, L=13, S=1: 1.4e-5): with S = 1,
+    grad_key is exactly 0 in exact arithmetic, since dS = P (dP - D) cancels, and float32 leaves
+    rounding residue summed over the rows. Not a kernel error: dP is a float32 GEMM and
+    D = rowsum(dO * O) of the float32 output."""
+    s = scale if scale is not None else E ** -0.5
+    keep = 1.0 / (1.0 - dropout) if dropout < 1 else 1.0
+    return dict(rtol=1e-4, atol=1e-5 * max(1.0, s) * keep * max(1.0, rows / 8) ** 0.5)
 OP = "scaled_dot_product_attention"
 
 
@@ -84,7 +97,8 @@ def test_sdpa_property(batch, hkv, group, L, S, E, Ev, dtype, layouts, mask, mas
         ref = reference.grads(reference.scaled_dot_product_attention, [q, k, v], go, **kw)
         for name, a, b in zip("qkv", got, ref):
             assert a.shape == b.shape, name
-            torch.testing.assert_close(a.double(), b, **tol, msg=lambda m, n=name: f"grad {n}: {m}")
+            torch.testing.assert_close(a.double(), b, **f32_or_f64(dtype, f32_grad_tol(scale, E, dropout, group * L), F64),
+                                       msg=lambda m, n=name: f"grad {n}: {m}")
 
 
 # ---- invalid arguments ----------------------------------------------------------------------
