@@ -123,8 +123,9 @@ void check_saved(const char* op, const char* arg, const at::Tensor& t, at::IntAr
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward, const LstmKernel& kernel) {
-  Prepared r = prepare("lstm", input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths);
+    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward, const LstmKernel& kernel,
+    const char* op) {
+  Prepared r = prepare(op, input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths);
   LstmParams& p = r.p;
   const auto opts = input.options();
   const auto wopts = opts.dtype(work_type(input.scalar_type()));
@@ -228,7 +229,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& input
   }
   at::Tensor x = batched ? input.unsqueeze(0) : input.unsqueeze(0).unsqueeze(0);
   at::Tensor h = batched ? hx : hx.unsqueeze(0), c = batched ? cx : cx.unsqueeze(0);
-  auto [out, h_n, c_n, gates, cells] = lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, true, kernel);
+  auto [out, h_n, c_n, gates, cells] = lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, true, kernel, op);
   (void)out;
   (void)cells;
   if (!batched) return {h_n.squeeze(0), c_n.squeeze(0), gates.squeeze(0).squeeze(0)};

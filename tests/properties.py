@@ -1,8 +1,9 @@
 """Shared hypothesis strategies and profiles for the property-based tests.
 
-Profiles (HYPOTHESIS_PROFILE=...): "ci" (default, bounded: a few dozen examples per property,
-suitable for every run) and "long" (thousands of examples; run it before a release:
-`HYPOTHESIS_PROFILE=long pytest tests -k property`)."""
+Profiles (HYPOTHESIS_PROFILE=...): "ci" (default, bounded: 40 derandomized examples per
+property, suitable for every run) and "long" (3,000 examples per property with fresh randomness;
+run it before a release:
+`HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties_*.py --hypothesis-show-statistics`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,36 @@ def tensors_4d(draw, max_batch=3, max_channels=20, max_hw=24, dtypes=(torch.floa
         return base[:, :, 1:h + 1, :w]
     x = base[:, :, :h, :w].contiguous()
     return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+
+
+LAYOUTS = ("contiguous", "transposed", "strided", "offset")
+
+
+def make_layout(shape, dtype, layout: str, g: torch.Generator, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:
+    """A tensor of `shape` with random values in [lo, hi) laid out as `layout`:
+    contiguous; transposed (the last two dimensions swapped in memory); strided (every other
+    element of the last dimension); offset (a view that starts inside a larger buffer)."""
+    shape = tuple(shape)
+
+    def rand(s):
+        return torch.rand(s, generator=g, dtype=torch.float64).mul_(hi - lo).add_(lo).to(dtype)
+
+    if layout == "transposed" and len(shape) >= 2:
+        s = shape[:-2] + (shape[-1], shape[-2])
+        return rand(s).transpose(-1, -2)
+    if layout == "strided" and len(shape) >= 1:
+        s = shape[:-1] + (2 * shape[-1],)
+        return rand(s)[..., ::2]
+    if layout == "offset" and len(shape) >= 1:
+        s = shape[:-1] + (shape[-1] + 3,)
+        return rand(s)[..., 3:]
+    return rand(shape)
+
+
+def f32_or_f64(dtype, f32: dict, f64: dict) -> dict:
+    return f32 if dtype == torch.float32 else f64
+
+
+@st.composite
+def seeds(draw):
+    return torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))

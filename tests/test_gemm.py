@@ -376,3 +376,14 @@ def test_bench_gemm_command(tmp_path, monkeypatch):
     (case,) = data["results"]
     assert case["status"] == "ok" and case["params"]["M"] == 33 and case["work"]["GFLOP"] > 0
     assert data["meta"]["peak_gflops"]["machine"] > 0
+
+
+def test_regression_matmul_errors_name_matmul_arguments():
+    # Found by tests/test_properties_gemm.py: matmul's bad dtypes and shape mismatches were reported
+    # by the underlying gemm op as "gemm: a ... b ...", naming arguments matmul does not have.
+    with pytest.raises(ValueError, match=r"matmul: input has shape \[2, 3\] and other has shape \[4, 2\]"):
+        ops.matmul(torch.zeros(2, 3), torch.zeros(4, 2))
+    with pytest.raises(TypeError, match="matmul: other must be float32 or float64, got torch.int64"):
+        ops.matmul(torch.zeros(2, 3), torch.zeros(3, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="matmul: other has dtype torch.float64 but input has dtype torch.float32"):
+        ops.matmul(torch.zeros(2, 3), torch.zeros(3, 2, dtype=torch.float64))

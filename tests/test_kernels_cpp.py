@@ -4,6 +4,7 @@ UndefinedBehaviorSanitizer and runs them once per ISA path through CTest."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -26,10 +27,22 @@ def cpp_build(tmp_path_factory):
     return build
 
 
+FAMILIES = ("pool", "gemm", "conv", "lstm", "attention")
+
+
 def test_kernel_harness_under_sanitizers(cpp_build):
-    r = subprocess.run(["ctest", "--test-dir", str(cpp_build), "--output-on-failure"], capture_output=True,
+    # -V: the per-test case counts go to pytest's captured output (shown with -rA / on failure)
+    r = subprocess.run(["ctest", "--test-dir", str(cpp_build), "--output-on-failure", "-V"], capture_output=True,
                        text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
     assert "100% tests passed" in r.stdout
     # every ISA path ran (or was reported as one this CPU cannot run)
     assert "kernels_generic" in r.stdout
+    print("\n".join(line for line in r.stdout.splitlines() if "PASS" in line or "ISA path" in line
+                     or "random cases" in line or "SKIPPED" in line))
+    # every family ran its random cases on every path that was not skipped
+    paths = r.stdout.count("ISA path:")
+    assert paths >= 1
+    for family in FAMILIES:
+        assert len(re.findall(rf"PASS {family}_\w*random_f32 ", r.stdout)) >= paths, f"{family}: random cases missing"
+    assert "FAIL " not in r.stdout and "ERROR: AddressSanitizer" not in r.stdout and "runtime error:" not in r.stdout

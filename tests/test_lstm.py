@@ -387,3 +387,23 @@ def test_cuda_module_matches_cpu():
     expected, _ = ref(x)
     out, _ = ours.cuda()(x.cuda())
     torch.testing.assert_close(out.cpu(), expected, **F32_TOL)
+
+
+def test_regression_lstm_zero_dim_w_hh_without_hx_is_a_value_error():
+    # Found by tests/test_properties_lstm.py: with hx=None the hidden size was read as
+    # w_hh.shape[-1] before any check, so a 0-d w_hh raised IndexError instead of naming w_hh.
+    for fn, x in ((ops.lstm, torch.zeros(2, 1, 3)), (ops.lstm_cell, torch.zeros(1, 3))):
+        name = fn.__name__
+        with pytest.raises(ValueError, match=rf"{name}: w_hh must have shape \(4 \* hidden_size, hidden_size\), got a 0-D"):
+            fn(x, None, torch.zeros(8, 3), torch.tensor(1.0))
+        with pytest.raises(TypeError, match=f"{name}: w_hh must be a tensor, got list"):
+            fn(x, None, torch.zeros(8, 3), [1.0])
+
+
+def test_regression_lstm_cell_errors_name_lstm_cell():
+    # Found by tests/test_properties_lstm.py: lstm_cell runs through the lstm binding, whose shape
+    # checks reported themselves as "lstm: ...".
+    with pytest.raises(ValueError, match=r"^lstm_cell: w_hh must have shape \(4 \* hidden_size, hidden_size\)"):
+        ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8))
+    with pytest.raises(ValueError, match=r"^lstm_cell: b_ih must have shape"):
+        ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8, 2), torch.zeros(3), torch.zeros(3))

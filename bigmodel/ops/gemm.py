@@ -25,6 +25,15 @@ def matmul(input: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """input @ other for 2-D float32/float64 CPU tensors, as torch.matmul; differentiable."""
     _check_2d("matmul", "input", input)
     _check_2d("matmul", "other", other)
+    # Checked here, not left to the gemm op, so that the message names matmul's own arguments.
+    for name, t in (("input", input), ("other", other)):
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"matmul: {name} must be float32 or float64, got {t.dtype}")
+    if other.dtype != input.dtype:
+        raise TypeError(f"matmul: other has dtype {other.dtype} but input has dtype {input.dtype}")
+    if input.shape[1] != other.shape[0]:
+        raise ValueError(f"matmul: input has shape {list(input.shape)} and other has shape {list(other.shape)}; "
+                         "other.size(0) must equal input.size(1)")
     return _ops.gemm(input, other)
 
 

@@ -16,9 +16,15 @@ def _zeros_state(input: torch.Tensor, batch_shape: tuple, hidden_size: int) -> t
     return torch.zeros(*batch_shape, hidden_size, dtype=input.dtype, device=input.device)
 
 
-def _state(op: str, hx, input: torch.Tensor, batch_shape: tuple, hidden_size: int):
+def _state(op: str, hx, input: torch.Tensor, batch_shape: tuple, w_hh):
     if hx is None:
-        z = _zeros_state(input, batch_shape, hidden_size)
+        # the hidden size comes from w_hh: check it is a matrix before indexing its shape
+        if not isinstance(w_hh, torch.Tensor):
+            raise TypeError(f"{op}: w_hh must be a tensor, got {type(w_hh).__name__}")
+        if w_hh.dim() != 2:
+            raise ValueError(f"{op}: w_hh must have shape (4 * hidden_size, hidden_size), got a {w_hh.dim()}-D "
+                             f"tensor of shape {list(w_hh.shape)}")
+        z = _zeros_state(input, batch_shape, w_hh.shape[-1])
         return z, z
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         raise TypeError(f"{op}: hx must be a tuple (h, c) of two tensors or None, got {type(hx).__name__}")
@@ -35,7 +41,7 @@ def lstm_cell(input: torch.Tensor, hx, w_ih: torch.Tensor, w_hh: torch.Tensor, b
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"lstm_cell: input must be a tensor, got {type(input).__name__}")
     batch_shape = tuple(input.shape[:-1]) if input.dim() == 2 else ()
-    h, c = _state("lstm_cell", hx, input, batch_shape, w_hh.shape[-1])
+    h, c = _state("lstm_cell", hx, input, batch_shape, w_hh)
     h_new, c_new, _ = _ops.lstm_cell(input, h, c, w_ih, w_hh, b_ih, b_hh)
     return h_new, c_new
 
@@ -54,7 +60,7 @@ def lstm(input: torch.Tensor, hx, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: 
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"lstm: input must be a tensor, got {type(input).__name__}")
     batch_shape = (input.shape[1],) if input.dim() == 3 else ()
-    h0, c0 = _state("lstm", hx, input, batch_shape, w_hh.shape[-1])
+    h0, c0 = _state("lstm", hx, input, batch_shape, w_hh)
     tensors = (input, h0, c0, w_ih, w_hh, b_ih, b_hh)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     out, h_n, c_n, _, _ = _ops.lstm(input, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse), lengths, save)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -53,6 +54,15 @@ struct Failure : std::runtime_error {
 inline int64_t& cases_run() {
   static int64_t n = 0;
   return n;
+}
+
+// Case counts are sized for CI; BIGMODEL_FUZZ_CASES=<factor> scales every family's count (the
+// long run uses e.g. BIGMODEL_FUZZ_CASES=20).
+inline int64_t fuzz_cases(int64_t n) {
+  const char* env = std::getenv("BIGMODEL_FUZZ_CASES");
+  const double f = env && *env ? std::atof(env) : 1.0;
+  const int64_t scaled = static_cast<int64_t>(static_cast<double>(n) * f);
+  return scaled < 1 ? 1 : scaled;
 }
 
 inline std::mt19937_64& rng() {

@@ -157,8 +157,8 @@ bool random_params(Pool2dParams& p, bool max) {
 }
 
 template <typename T>
-void random_max_cases(int count) {
-  for (int i = 0; i < count;) {
+void random_max_cases(int64_t count) {
+  for (int64_t i = 0; i < count;) {
     Pool2dParams p;
     if (!random_params(p, true)) continue;
     p.dtype = sizeof(T) == 4 ? DType::f32 : DType::f64;
@@ -169,8 +169,8 @@ void random_max_cases(int count) {
 }
 
 template <typename T>
-void random_avg_cases(int count) {
-  for (int i = 0; i < count;) {
+void random_avg_cases(int64_t count) {
+  for (int64_t i = 0; i < count;) {
     Pool2dParams p;
     if (!random_params(p, false)) continue;
     p.dtype = sizeof(T) == 4 ? DType::f32 : DType::f64;
@@ -182,10 +182,10 @@ void random_avg_cases(int count) {
 
 }  // namespace
 
-BM_TEST(pool_max_random_f32) { random_max_cases<float>(300); }
-BM_TEST(pool_max_random_f64) { random_max_cases<double>(100); }
-BM_TEST(pool_avg_random_f32) { random_avg_cases<float>(300); }
-BM_TEST(pool_avg_random_f64) { random_avg_cases<double>(100); }
+BM_TEST(pool_max_random_f32) { random_max_cases<float>(bmtest::fuzz_cases(300)); }
+BM_TEST(pool_max_random_f64) { random_max_cases<double>(bmtest::fuzz_cases(100)); }
+BM_TEST(pool_avg_random_f32) { random_avg_cases<float>(bmtest::fuzz_cases(300)); }
+BM_TEST(pool_avg_random_f64) { random_avg_cases<double>(bmtest::fuzz_cases(100)); }
 
 BM_TEST(pool_output_size_matches_torch_rule) {
   // (in, k, s, p, d, ceil) -> torch's output length
