@@ -65,8 +65,12 @@ def setup(device: str) -> DistContext:
     return DistContext(world, rank, local_rank, dev)
 
 
-def cleanup(ctx: DistContext) -> None:
+def cleanup(ctx: DistContext, barrier: bool = False) -> None:
+    """Leave the process group; with `barrier`, first wait until every rank gets here (only after
+    a clean finish: a rank that failed must not wait for the others)."""
     if ctx.enabled and dist.is_initialized():
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -198,11 +198,16 @@ class Trainer:
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         ctx = distributed.setup(self.cfg.device)
+        finished = False
         try:
             with self._signals():
-                return self._run(ctx)
+                result = self._run(ctx)
+            finished = True
+            return result
         finally:
-            distributed.cleanup(ctx)
+            # after a clean finish every rank leaves together: a rank that tears its gloo pairs
+            # down while rank 0 is still writing checkpoints can abort at exit
+            distributed.cleanup(ctx, barrier=finished)
 
     def _run(self, ctx: distributed.DistContext) -> TrainResult:
         cfg = self.cfg
