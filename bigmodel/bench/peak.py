@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import bigmodel
@@ -40,19 +39,10 @@ def _load(path: Path) -> dict:
 
 
 def _store(path: Path, data: dict) -> None:
+    from .._io import write_text
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".peak.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_text(path, json.dumps(data, indent=2, sort_keys=True))
     except OSError:
         pass  # an unwritable cache only costs a re-measurement next time
 

@@ -12,7 +12,6 @@ atomically (temporary file in the same folder + rename).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +108,11 @@ def draw(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     fig.suptitle(f"bigmodel {env.get('bigmodel', '?')} vs torch {env.get('torch', '?')}: {env.get('cpu', '?')}, "
                  f"{env.get('threads', '?')} threads, ISA {env.get('isa', '?')}, {env.get('date', '')}", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    from .._io import atomic_open
+
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        with atomic_open(path) as f:
+            fig.savefig(f, format="png", dpi=100)
     finally:
         plt.close(fig)
     return path
