@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from .app_common import console, err_console, import_bigmodel, set_threads
-from .bench import JSON_OUT, THREADS, _emit, _run, app
+from .bench import CSV_OUT, JSON_OUT, MARKDOWN_OUT, THREADS, _emit, _run, app
 
 
 @app.command("train")
@@ -24,6 +24,8 @@ def train_epoch(
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed steps per side before timing."),
     repeats: int = typer.Option(126, "--repeats", min=1, help="Timed steps per side, alternating (median and IQR)."),
     json_out: Optional[str] = JSON_OUT,
+    markdown_out: Optional[str] = MARKDOWN_OUT,
+    csv_out: Optional[str] = CSV_OUT,
 ) -> None:
     """Time per training step and epoch: --backend bigmodel against --backend torch, same weights and data."""
     import_bigmodel()
@@ -38,7 +40,8 @@ def train_epoch(
         raise typer.Exit(2)
     results = _run(cases, warmup, repeats, quiet=json_out == "-")
     _emit(results, "training step: --backend bigmodel vs --backend torch", ["samples"], json_out,
-          {"suite": "train", "warmup": warmup, "repeats": repeats})
+          {"suite": "train", "warmup": warmup, "repeats": repeats, "command": "bigmodel bench train"},
+          markdown_out=markdown_out, csv_out=csv_out)
     if json_out != "-":
         from bigmodel.bench.train import epoch_lines
 

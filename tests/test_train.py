@@ -389,3 +389,28 @@ def test_short_cnn_run_learns_the_digits(tmp_path):
     res = train(resolve({"model": "cnn", "model_options": {"channels": "8,16"}, "epochs": 3, "lr": 3e-3,
                          "out": str(tmp_path)}))
     assert res.records[-1]["val_acc"] >= 0.94, res.records
+
+
+def test_bench_train_times_both_backends_and_writes_every_format(tmp_path):
+    # the transformer has dropout in its attention, which the two backends draw differently: its
+    # check must run with dropout off (it failed validation before that)
+    out_json, out_md, out_csv = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.csv"
+    res = runner.invoke(app, ["bench", "train", "-m", "mlp", "-m", "transformer", "--steps", "2", "--warmup", "0",
+                              "--repeats", "2", "--threads", "1", "--json", str(out_json), "--markdown", str(out_md),
+                              "--csv", str(out_csv)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out_json.read_text())
+    results = {r["name"].split()[0]: r for r in doc["results"]}
+    assert set(results) == {"mlp", "transformer"}
+    for r in results.values():
+        assert r["suite"] == "train" and r["status"] == "ok", r
+        assert r["ours"]["median_ms"] > 0 and r["torch"]["median_ms"] > 0
+    assert "mlp" in out_md.read_text() and "transformer" in out_md.read_text()
+    assert out_csv.read_text().splitlines()[0].startswith("#")  # the environment header
+    assert "s/epoch" in res.output or "epoch" in res.output
+
+
+def test_bench_train_unknown_model_is_a_clear_error():
+    res = runner.invoke(app, ["bench", "train", "-m", "resnet9000"])
+    assert res.exit_code == 2
+    assert "resnet9000" in res.output
