@@ -11,6 +11,7 @@ import bigmodel
 from bigmodel.engine import resolve
 
 REPO_ROOT = Path(bigmodel.__file__).resolve().parent.parent  # where bigmodel and bigmodel_cli are importable
+CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree (kernels/, tests/cuda/), even when bigmodel is installed
 TINY = {
     "cnn": {"channels": "4,8", "hidden": 16, "dropout": 0.2},
     "mlp": {"hidden": "32", "dropout": 0.2},
@@ -51,3 +52,28 @@ def stable_seed(*parts: object) -> int:
     import zlib
 
     return zlib.crc32(repr(parts).encode()) & 0xFFFF
+
+
+def build_cuda_emulation(tmp_path_factory, family: str):
+    """Compile tests/cuda/<family>_emulation.cu (the family's CUDA kernels' __host__ __device__
+    code, run on the CPU) with nvcc into a shared library and load it; skip without nvcc."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    import pytest
+
+    nvcc = next((os.path.join(c, "bin", "nvcc") for c in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"))
+                 if c and os.path.isfile(os.path.join(c, "bin", "nvcc"))), None)
+    nvcc = nvcc or shutil.which("nvcc") or (
+        "/usr/local/cuda/bin/nvcc" if os.path.isfile("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        pytest.skip("nvcc not found: the CUDA kernels' host emulation needs it to compile")
+    root = str(CHECKOUT)
+    out = tmp_path_factory.mktemp(f"{family}_emulation") / f"lib{family}_emulation.so"
+    cmd = [nvcc, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC", "-arch=sm_80",
+           "-I", os.path.join(root, "kernels", "include"), "-I", os.path.join(root, "kernels"),
+           os.path.join(root, "tests", "cuda", f"{family}_emulation.cu"), "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"nvcc failed:\n{res.stdout}\n{res.stderr}"
+    return ctypes.CDLL(str(out))

@@ -11,43 +11,22 @@ in tests/test_conv.py on a machine with a GPU. Skipped when nvcc is not found.
 from __future__ import annotations
 
 import ctypes
-import os
 import random
-import shutil
-import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _helpers import stable_seed
+from _helpers import build_cuda_emulation, stable_seed
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 # error bound relative to the reference's largest magnitude: rounding of the 16-bit output (and
 # float32 accumulation) dominates
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
-def _nvcc() -> str | None:
-    for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
-        if cand and os.path.isfile(os.path.join(cand, "bin", "nvcc")):
-            return os.path.join(cand, "bin", "nvcc")
-    return shutil.which("nvcc") or (
-        "/usr/local/cuda/bin/nvcc" if os.path.isfile("/usr/local/cuda/bin/nvcc") else None)
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    nvcc = _nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc not found: the CUDA kernels' host emulation needs it to compile")
-    out = tmp_path_factory.mktemp("conv_emulation") / "libconv_emulation.so"
-    cmd = [nvcc, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC", "-arch=sm_80",
-           "-I", os.path.join(ROOT, "kernels", "include"), "-I", os.path.join(ROOT, "kernels"),
-           os.path.join(ROOT, "tests", "cuda", "conv_emulation.cu"), "-o", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"nvcc failed:\n{res.stdout}\n{res.stderr}"
-    so = ctypes.CDLL(str(out))
+    so = build_cuda_emulation(tmp_path_factory, "conv")
     so.bigmodel_conv_emulate.restype = ctypes.c_int
     so.bigmodel_conv_emulate.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_void_p] * 6 + [
         ctypes.c_int]

@@ -12,41 +12,21 @@ with a GPU. Skipped when nvcc is not found.
 from __future__ import annotations
 
 import ctypes
-import os
-import shutil
-import subprocess
 
 import pytest
 import torch
 
 from bigmodel import reference
+from _helpers import build_cuda_emulation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-9, atol=1e-11),
        torch.float16: dict(rtol=2e-2, atol=2e-2), torch.bfloat16: dict(rtol=6e-2, atol=6e-2)}
 
 
-def _nvcc() -> str | None:
-    for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
-        if cand and os.path.isfile(os.path.join(cand, "bin", "nvcc")):
-            return os.path.join(cand, "bin", "nvcc")
-    return shutil.which("nvcc") or (
-        "/usr/local/cuda/bin/nvcc" if os.path.isfile("/usr/local/cuda/bin/nvcc") else None)
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    nvcc = _nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc not found: the CUDA kernels' host emulation needs it to compile")
-    out = tmp_path_factory.mktemp("lstm_emulation") / "liblstm_emulation.so"
-    cmd = [nvcc, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC", "-arch=sm_80",
-           "-I", os.path.join(ROOT, "kernels", "include"), "-I", os.path.join(ROOT, "kernels"),
-           os.path.join(ROOT, "tests", "cuda", "lstm_emulation.cu"), "-o", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"nvcc failed:\n{res.stdout}\n{res.stderr}"
-    so = ctypes.CDLL(str(out))
+    so = build_cuda_emulation(tmp_path_factory, "lstm")
     so.bigmodel_lstm_emulate.restype = ctypes.c_int
     so.bigmodel_lstm_emulate.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
                                          ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p)]

@@ -13,40 +13,20 @@ from __future__ import annotations
 import ctypes
 import itertools
 import math
-import os
-import shutil
-import subprocess
 import zlib
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import build_cuda_emulation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD = 0, 1, 2, 3
 
 
-def _nvcc() -> str | None:
-    for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")):
-        if cand and os.path.isfile(os.path.join(cand, "bin", "nvcc")):
-            return os.path.join(cand, "bin", "nvcc")
-    return shutil.which("nvcc") or (
-        "/usr/local/cuda/bin/nvcc" if os.path.isfile("/usr/local/cuda/bin/nvcc") else None)
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    nvcc = _nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc not found: the CUDA kernels' host emulation needs it to compile")
-    out = tmp_path_factory.mktemp("pool_emulation") / "libpool_emulation.so"
-    cmd = [nvcc, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC", "-arch=sm_80",
-           "-I", os.path.join(ROOT, "kernels", "include"), "-I", os.path.join(ROOT, "kernels"),
-           os.path.join(ROOT, "tests", "cuda", "pool_emulation.cu"), "-o", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"nvcc failed:\n{res.stdout}\n{res.stderr}"
-    so = ctypes.CDLL(str(out))
+    so = build_cuda_emulation(tmp_path_factory, "pool")
     so.bigmodel_pool_emulate.restype = ctypes.c_int
     so.bigmodel_pool_emulate.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p,
                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
