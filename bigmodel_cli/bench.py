@@ -52,7 +52,11 @@ def _emit(results, title: str, units, json_out: Optional[str], meta: dict, extra
             console.print(f"results written to {json_out}")
     from bigmodel.bench.report import failure_lines
 
-    failed = failure_lines(results)
+    exit_on_failures(failure_lines(results))
+
+
+def exit_on_failures(failed: list[str]) -> None:
+    """Print each case that failed validation or errored, and exit 1 if there was any."""
     if failed:
         for line in failed:
             err_console.print(f"[red]{line}[/]", highlight=False)

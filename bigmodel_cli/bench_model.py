@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from .app_common import console, err_console, import_bigmodel, set_threads, write_atomic
-from .bench import CSV_OUT, JSON_OUT, MARKDOWN_OUT, THREADS, _run, app
+from .bench import CSV_OUT, JSON_OUT, MARKDOWN_OUT, THREADS, _run, app, exit_on_failures
 
 MODEL_NAMES = ("cnn", "lstm", "transformer", "transformer-lm")
 
@@ -110,9 +110,6 @@ def model_cmd(
         if json_out:
             write_atomic(Path(json_out), json.dumps(doc, indent=2) + "\n")
             console.print(f"results written to {json_out}")
-    failed = [f"{r.name}: {r.status}: {r.message}" for r in results if r.status != "ok"]
-    if failed:
-        for line in failed:
-            err_console.print(f"[red]{line}[/]", highlight=False)
-        err_console.print(f"[red]{len(failed)} case(s) failed validation or errored[/]")
-        raise typer.Exit(1)
+    from bigmodel.bench.report import failure_lines
+
+    exit_on_failures(failure_lines(results))

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from .app_common import console, err_console, import_bigmodel, set_threads, write_atomic
-from .bench import CSV_OUT, JSON_OUT, MARKDOWN_OUT, THREADS, app
+from .bench import CSV_OUT, JSON_OUT, MARKDOWN_OUT, THREADS, app, exit_on_failures
 
 UNITS = {"pool": ["GB"], "gemm": ["GFLOP"], "conv": ["GFLOP"], "lstm": ["GFLOP"], "attention": ["GFLOP"],
          "model": ["samples"], "sweep:attention": ["GFLOP"], "sweep:conv": ["GFLOP"], "sweep:gemm": ["GFLOP"]}
@@ -143,12 +143,7 @@ def run_all(
             _fail("--plot", f"--plot: {exc}")
         if not quiet:
             console.print(f"scaling curves drawn in {plot}")
-    failed = suite_mod.failures(runs)
-    if failed:
-        for line in failed:
-            err_console.print(f"[red]{line}[/]", highlight=False)
-        err_console.print(f"[red]{len(failed)} case(s) failed validation or errored[/]")
-        raise typer.Exit(1)
+    exit_on_failures(suite_mod.failures(runs))
 
 
 @app.command("plot")
