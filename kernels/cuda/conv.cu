@@ -43,37 +43,14 @@
 #include <type_traits>
 
 #include "bigmodel/conv.h"
-
-// Device code that is also host-callable, so that tests/cuda/conv_emulation.cu can run the
-// per-element code (operand loaders, epilogues, depthwise bodies) on a CPU.
-#define BIGMODEL_CONV_HD __host__ __device__ __forceinline__
+#include "cuda/common.cuh"  // Num (element/accumulator types), BIGMODEL_HD, check_launch
 
 namespace bigmodel::cuda {
 namespace {
 
 // ---- element types ---------------------------------------------------------------------------
-// torch's CUDA flags disable the implicit __half / __nv_bfloat16 conversions, hence the intrinsics.
 template <typename T>
-struct Num {
-  using acc = T;
-  static BIGMODEL_CONV_HD acc to_acc(T v) { return v; }
-  static BIGMODEL_CONV_HD T from_acc(acc v) { return v; }
-};
-template <>
-struct Num<__half> {
-  using acc = float;
-  static BIGMODEL_CONV_HD float to_acc(__half v) { return __half2float(v); }
-  static BIGMODEL_CONV_HD __half from_acc(float v) { return __float2half_rn(v); }
-};
-template <>
-struct Num<__nv_bfloat16> {
-  using acc = float;
-  static BIGMODEL_CONV_HD float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static BIGMODEL_CONV_HD __nv_bfloat16 from_acc(float v) { return __float2bfloat16_rn(v); }
-};
-
-template <typename T>
-BIGMODEL_CONV_HD T zero() {
+BIGMODEL_HD T zero() {
   return Num<T>::from_acc(typename Num<T>::acc(0));
 }
 
@@ -85,7 +62,7 @@ struct Geom {
   bool nhwc;
 };
 
-BIGMODEL_CONV_HD int64_t act_offset(const Geom& g, int n, int c, int h, int w, int C, int H, int W) {
+BIGMODEL_HD int64_t act_offset(const Geom& g, int n, int c, int h, int w, int C, int H, int W) {
   return g.nhwc ? ((int64_t(n) * H + h) * W + w) * C + c : ((int64_t(n) * C + c) * H + h) * W + w;
 }
 
@@ -106,7 +83,7 @@ struct Args {
 
 // A[m, k] of group grp.
 template <typename T, Pass P>
-BIGMODEL_CONV_HD T load_a(const Args<T>& a, int grp, int m, int k) {
+BIGMODEL_HD T load_a(const Args<T>& a, int grp, int m, int k) {
   const Geom& g = a.g;
   if constexpr (P == Pass::fwd) {
     const int ow = m % g.OW, t = m / g.OW, oh = t % g.OH, n = t / g.OH;
@@ -130,7 +107,7 @@ BIGMODEL_CONV_HD T load_a(const Args<T>& a, int grp, int m, int k) {
 
 // B[k, n] of group grp.
 template <typename T, Pass P>
-BIGMODEL_CONV_HD T load_b(const Args<T>& a, int grp, int k, int n) {
+BIGMODEL_HD T load_b(const Args<T>& a, int grp, int k, int n) {
   const Geom& g = a.g;
   if constexpr (P == Pass::fwd) {
     return a.b_src[int64_t(grp * g.OCg + n) * a.K + k];
@@ -148,7 +125,7 @@ BIGMODEL_CONV_HD T load_b(const Args<T>& a, int grp, int k, int n) {
 
 // C[m, n] of block z (group, and split for bwd_weight) = v.
 template <typename T, Pass P>
-BIGMODEL_CONV_HD void store_c(const Args<T>& a, int z, int grp, int m, int n, typename Num<T>::acc v) {
+BIGMODEL_HD void store_c(const Args<T>& a, int z, int grp, int m, int n, typename Num<T>::acc v) {
   const Geom& g = a.g;
   if constexpr (P == Pass::fwd) {
     const int ow = m % g.OW, t = m / g.OW, oh = t % g.OH, img = t / g.OH;
@@ -165,7 +142,7 @@ BIGMODEL_CONV_HD void store_c(const Args<T>& a, int z, int grp, int m, int n, ty
 
 // Block z -> group and reduction range [k_begin, k_end).
 template <typename T, Pass P>
-BIGMODEL_CONV_HD void block_range(const Args<T>& a, int z, int& grp, int& k_begin, int& k_end) {
+BIGMODEL_HD void block_range(const Args<T>& a, int z, int& grp, int& k_begin, int& k_end) {
   if constexpr (P == Pass::bwd_weight) {
     grp = z / a.splits;
     const int s = z - grp * a.splits;
@@ -306,7 +283,7 @@ __global__ void __launch_bounds__(kMmaThreads) igemm_wmma(const Args<T> a) {
 // grad_weight element i = (g*OCg + m) * Nc + n: the sum over splits s of ws[g*splits + s][m][n],
 // in order of s.
 template <typename T>
-BIGMODEL_CONV_HD void reduce_splits_at(int64_t i, const typename Num<T>::acc* ws, T* dw, int splits, int M, int Nc) {
+BIGMODEL_HD void reduce_splits_at(int64_t i, const typename Num<T>::acc* ws, T* dw, int splits, int M, int Nc) {
   const int64_t per_group = int64_t(M) * Nc;
   const int64_t g = i / per_group, r = i - g * per_group;
   typename Num<T>::acc s = 0;
@@ -339,7 +316,7 @@ __device__ __forceinline__ A block_sum(A v, A* sh) {
 
 // Element i (in memory order of the output's layout) of the depthwise forward.
 template <typename T>
-BIGMODEL_CONV_HD void depthwise_forward_at(const Geom& g, int64_t i, const T* x, const T* w, const T* bias, T* y) {
+BIGMODEL_HD void depthwise_forward_at(const Geom& g, int64_t i, const T* x, const T* w, const T* bias, T* y) {
   using acc_t = typename Num<T>::acc;
   int n, c, oh, ow;
   if (g.nhwc) {
@@ -372,7 +349,7 @@ BIGMODEL_CONV_HD void depthwise_forward_at(const Geom& g, int64_t i, const T* x,
 // Element i (in memory order of the input's layout) of the depthwise input gradient: the sum
 // over the taps whose window covers it.
 template <typename T>
-BIGMODEL_CONV_HD void depthwise_backward_input_at(const Geom& g, int64_t i, const T* dy, const T* w, T* dx) {
+BIGMODEL_HD void depthwise_backward_input_at(const Geom& g, int64_t i, const T* dy, const T* w, T* dx) {
   using acc_t = typename Num<T>::acc;
   int n, c, ih, iw;
   if (g.nhwc) {
@@ -405,7 +382,7 @@ BIGMODEL_CONV_HD void depthwise_backward_input_at(const Geom& g, int64_t i, cons
 // Output pixel q = (n, oh, ow) of channel c: its grad_output term of grad_bias[c], and (tap >= 0)
 // its term of the depthwise grad_weight[c, tap].
 template <typename T>
-BIGMODEL_CONV_HD typename Num<T>::acc channel_term(const Geom& g, int c, int tap, int64_t q, const T* x,
+BIGMODEL_HD typename Num<T>::acc channel_term(const Geom& g, int c, int tap, int64_t q, const T* x,
                                                    const T* dy) {
   using acc_t = typename Num<T>::acc;
   const int ow = int(q % g.OW);
@@ -455,13 +432,6 @@ __global__ void __launch_bounds__(kReduceThreads) channel_sums(const Geom g, con
 }
 
 // ---- launchers ---------------------------------------------------------------------------------
-
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": CUDA kernel launch failed: " + cudaGetErrorName(err) + " (" +
-                             cudaGetErrorString(err) + ")");
-}
 
 bool is_depthwise(const Conv2dParams& p) { return p.groups > 1 && p.groups == p.IC && p.OC == p.IC; }
 
