@@ -48,3 +48,13 @@ def write_with(path: str | os.PathLike, writer: Callable[[BinaryIO], None]) -> N
     """Atomically write `path` with `writer(file)` (e.g. ``lambda f: torch.save(obj, f)``)."""
     with atomic_open(path) as f:
         writer(f)
+
+
+def tomllib():
+    """The TOML reader: the standard library's tomllib (Python 3.11+), else the tomli package it
+    came from (a dependency on 3.10 only)."""
+    try:
+        import tomllib as toml
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as toml
+    return toml

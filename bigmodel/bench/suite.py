@@ -115,8 +115,9 @@ class Suite:
 def load_suite(path: str | os.PathLike | None = None, quick: bool = False, only: Sequence[str] | None = None) -> Suite:
     """Parse and check a suite file. `only` keeps the named families (sweeps count as their
     family: --only attention keeps the attention sweep too)."""
-    import tomllib
+    from .._io import tomllib as _tomllib
 
+    tomllib = _tomllib()
     path = Path(path) if path is not None else DEFAULT_SUITE
     try:
         text = path.read_text(encoding="utf-8")

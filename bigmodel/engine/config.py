@@ -72,10 +72,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
+        from .._io import tomllib as _tomllib
+
+        tomllib = _tomllib()
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
