@@ -183,6 +183,25 @@ def test_causal_with_l_not_s_follows_torch(L, S):
     torch.testing.assert_close(out, sdpa(q, k, v, attn_mask=explicit), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_causal_diagonal_blocks(isa, dtype):
+    # The causal kernels cut the work on the diagonal per panel of queries (forward: each panel
+    # stops at its last query's key; backward: panels before the diagonal and keys past the
+    # block's last query are skipped): L and S off every block and panel size (32 / 128 query
+    # rows, 126 / 252 keys on avx512; other sizes on the other paths), S > L and S < L.
+    gen = torch.Generator().manual_seed(11)
+    for L, S in [(130, 130), (161, 300), (300, 161), (257, 509), (509, 257), (33, 260), (260, 31)]:
+        q, k, v = (torch.randn(1, 2, n, e, dtype=dtype, generator=gen) for n, e in [(L, 16), (S, 16), (S, 5)])
+        q = q * 3  # sharper softmax
+        go = torch.randn(1, 2, L, 5, dtype=dtype, generator=gen)
+        out, g = grads(lambda *t: sdpa(*t, is_causal=True), (q, k, v), go)
+        ref, rg = ref_grads(lambda *t: reference.scaled_dot_product_attention(*t, is_causal=True), (q, k, v), go)
+        tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+        torch.testing.assert_close(out.double(), ref, **tol, msg=f"{isa} {dtype} L={L} S={S}")
+        for name, a, r in zip("qkv", g, rg):
+            torch.testing.assert_close(a.double(), r, **tol, msg=f"{isa} {dtype} L={L} S={S} grad {name}")
+
+
 def test_grouped_query_attention(isa):
     q, k, v = make_qkv(2, 6, 11, 17, 8, 8, dtype=torch.float64, hkv=2)
     go = torch.randn(2, 6, 11, 8, dtype=torch.float64)

@@ -14,6 +14,11 @@
 //     O^T = diag(alpha) O^T + V_j^T P^T   GEMM, the panels read as a packed B operand
 //   O = O^T^T / l, logsumexp = m + log l
 //
+// Causal: each panel (NR queries) works only on the keys its last query can see: S^T, the two
+// passes and P V all stop there (a k-prefix of the packed V_j^T and of the panels), so on the
+// diagonal a panel of a 128-query block costs what its own triangle costs, not the block's.
+// Where the panels of a block see different numbers of keys, P V is one GEMM per panel.
+//
 // No operand is packed inside the loops: the GEMM core reads pre-packed K, V and Q, and the
 // probabilities are produced directly in its packed-B layout. Only the output and one
 // logsumexp per row are written; the L x S matrix never exists beyond one block per thread.
@@ -73,7 +78,8 @@ void forward_impl(const AttentionParams& p) {
   const int64_t q_off = 0, s_off = q_off + align64(packed_bytes<T>(GemmSide::b, qb, E));
   const int64_t o_off = s_off + align64(qb * kb * sizeof(T)), st_off = o_off + align64(Ev * qb * sizeof(T));
   const int64_t lim_off = st_off + align64(3 * qb * sizeof(T));
-  const int64_t key_off = lim_off + align64(nr * (sizeof(int64_t) + sizeof(T)));
+  const int64_t pcol_off = lim_off + align64(nr * (sizeof(int64_t) + sizeof(T)));
+  const int64_t key_off = pcol_off + align64(qb / nr * sizeof(int64_t));
   const int64_t g_off = key_off + align64(nr * sizeof(uint32_t));
   const int64_t per_thread = g_off + g_bytes;
   Arena arena(jobs * (k_bytes + v_bytes) + per_thread * nt);
@@ -101,6 +107,7 @@ void forward_impl(const AttentionParams& p) {
     T* alpha = l + qb;
     int64_t* limit = reinterpret_cast<int64_t*>(mine + lim_off);
     T* limf = reinterpret_cast<T*>(limit + nr);
+    int64_t* pcols = reinterpret_cast<int64_t*>(mine + pcol_off);  // keys each panel saw in this block
     uint32_t* keys = reinterpret_cast<uint32_t*>(mine + key_off);
     const Scratch gs{mine + g_off, g_bytes};
     const V ninf = V::broadcast(neg_inf<T>()), zero = V::zero();
@@ -117,16 +124,23 @@ void forward_impl(const AttentionParams& p) {
       bool first = true;
       for (int64_t jb = 0; jb * kb < kv_end; ++jb) {
         const int64_t j0 = jb * kb, cols_full = min64(kb, S - j0), cols = min64(cols_full, kv_end - j0);
-        const GemmPacked kj = prefix(kd[bkv * nkv + jb], cols);  // keys past kv_end are never visible
+        const GemmPacked& kfull = kd[bkv * nkv + jb];
         const void* km = key_mask<T>(p, b, h, j0);
+        bool ragged = false;  // panels see different numbers of keys (causal, on the diagonal)
         for (int64_t pn = 0; pn < npan; ++pn) {
           const int64_t rows_p = min64(nr, rows - pn * nr), r0 = i0 + pn * nr;
+          // keys of this block the panel's last query can see (causal: fewer on the diagonal;
+          // keys past it are never visible to the panel, so S^T, softmax and P V stop there)
+          const int64_t cols_p = p.causal ? min64(cols, max64(r0 + rows_p - j0, 0)) : cols;
+          pcols[pn] = cols_p;
+          ragged = ragged || cols_p != cols;
           T* x = sbuf + pn * cols_full * nr;
           const GemmPacked qp = panels_from<T>(qd, pn, rows_p);
-          // S^T = scale * K_j Q_i^T for this panel's queries
-          matmul<T>(cols, rows_p, E, packed(&kj), packed(&qp), x, nr, scale, T(0), gs);
-          if (p.mask_kind != AttentionMask::none && p.m_sl != 0) add_row_mask(x, nr, rows_p, cols, p, b, h, r0, j0);
-          const bool full = panel_limits(limit, nr, rows_p, r0, j0, cols, p.causal) >= cols;
+          const GemmPacked kj = prefix(kfull, cols_p);
+          // S^T = scale * K_j Q_i^T for this panel's queries and visible keys
+          matmul<T>(cols_p, rows_p, E, packed(&kj), packed(&qp), x, nr, scale, T(0), gs);
+          if (p.mask_kind != AttentionMask::none && p.m_sl != 0) add_row_mask(x, nr, rows_p, cols_p, p, b, h, r0, j0);
+          const bool full = panel_limits(limit, nr, rows_p, r0, j0, cols_p, p.causal) >= cols_p;
           limits_as(limf, limit, nr);
           for (int v = 0; v < nv; ++v) {
             T* xv = x + v * VS;
@@ -134,7 +148,7 @@ void forward_impl(const AttentionParams& p) {
             const V lim = V::load(limf + v * VS);
             // 1) mask + max over the keys (invisible keys and padding lanes become -inf)
             V mx = ninf;
-            for (int64_t s = 0; s < cols; ++s) {
+            for (int64_t s = 0; s < cols_p; ++s) {
               V xs = apply_key_mask(V::load(xv + s * nr), p.mask_kind, km, s);
               if (!full) xs = V::select(V::gt(lim, V::broadcast(static_cast<T>(s))), xs, ninf);
               if (km != nullptr || !full) xs.store(xv + s * nr);
@@ -144,22 +158,22 @@ void forward_impl(const AttentionParams& p) {
             const V m_old = V::load(m + off), m_new = vec_max(m_old, mx);
             const V m_use = V::select(V::eq(m_new, ninf), zero, m_new);
             V sum = zero;
-            for (int64_t s = 0; s < cols; ++s) {
+            for (int64_t s = 0; s < cols_p; ++s) {
               const V e = vec_exp(V::load(xv + s * nr) - m_use);
               e.store(xv + s * nr);
               sum = sum + e;
             }
-            for (int64_t s = cols; s < cols_full; ++s) zero.store(xv + s * nr);  // keys this block skips
             const V a = vec_exp(m_old - m_use);  // exp(m_old - m_new); 0 while nothing was seen
             (V::load(l + off) * a + sum).store(l + off);
             m_new.store(m + off);
             a.store(alpha + off);
           }
           if (in.dropout) {
-            dropout_panel<T>(x, nullptr, nr, rows_p, cols, p, bh, r0, j0, in.drop_threshold, in.keep_scale, keys);
+            dropout_panel<T>(x, nullptr, nr, rows_p, cols_p, p, bh, r0, j0, in.drop_threshold, in.keep_scale, keys);
           }
         }
-        // O^T = diag(alpha) O^T + V_j^T P^T   (the first block overwrites)
+        // O^T = diag(alpha) O^T + V_j^T P^T   (the first block overwrites). The panels' k_total
+        // is cols_full and V_j^T's the job's block: both are read as k-prefixes of that.
         if (!first) {
           for (int64_t e = 0; e < Ev; ++e) {
             T* o = ot + e * qbp;
@@ -167,8 +181,15 @@ void forward_impl(const AttentionParams& p) {
           }
         }
         const GemmPacked pj = panels_as_b<T>(sbuf, rows, cols_full, nr);
-        matmul<T>(Ev, rows, cols_full, packed(&vd[bkv * nkv + jb]), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1),
-                  gs);
+        const GemmPacked* vj = &vd[bkv * nkv + jb];
+        if (!ragged) {
+          matmul<T>(Ev, rows, cols, packed(vj), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1), gs);
+        } else {
+          for (int64_t pn = 0; pn < npan; ++pn) {  // per panel, over the keys it saw (K may be 0)
+            const GemmPacked pp = panels_from<T>(pj, pn, min64(nr, rows - pn * nr));
+            matmul<T>(Ev, pp.outer, pcols[pn], packed(vj), packed(&pp), ot + pn * nr, qbp, T(1), first ? T(0) : T(1), gs);
+          }
+        }
         first = false;
       }
       // O = O^T^T / l; logsumexp = m + log l; rows that saw no key: zeros and -inf
