@@ -58,48 +58,48 @@ void forward_impl(const AttentionParams& p) {
   const int nr = bk.nr, nv = nr / VS;
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, qb = bk.qb, kb = bk.kb;
   const int64_t nq = (L + qb - 1) / qb, nkv = (S + kb - 1) / kb;
-  const int64_t items = p.B * p.Hq * nq, jobs = p.B * p.Hkv * nkv;
+  const int64_t items = p.B * p.Hq * nq;
   if (items == 0) return;  // every GEMM table has NR a multiple of the vector width (nv whole vectors)
   const int nt = threads_for(p, 4.0 * p.B * p.Hq * L * S * static_cast<double>(max64(E, Ev)), items);
   T* out = static_cast<T*>(p.output);
   T* lse_all = static_cast<T*>(p.logsumexp);
   const T scale = static_cast<T>(p.scale);
 
-  // Shared: K_j as A (keys x E) and V_j^T as A (Ev x keys), per (batch, kv head, key block).
+  // Per thread: K_j as A (keys x E) and V_j^T as A (Ev x keys) for every key block of the kv
+  // head it works on (packed lazily, block by block, when a query block first needs them), Q_i
+  // as B, the panels (qb queries x kb keys), O^T (Ev x qb), m / l / alpha per query, per-lane
+  // limits and dropout keys, and GEMM scratch (none expected: all packed).
   const int64_t k_bytes = align64(packed_bytes<T>(GemmSide::a, kb, E));
   const int64_t v_bytes = align64(packed_bytes<T>(GemmSide::a, Ev, kb));
-  // Per thread: Q_i as B, the panels (qb queries x kb keys), O^T (Ev x qb), m / l / alpha per
-  // query, per-lane limits and dropout keys, and GEMM scratch (none expected: all packed).
   T dummy[1];
   const GemmPacked sa = shape_only<T>(GemmSide::a, kb, E, bk.mr, dummy), sb = shape_only<T>(GemmSide::b, nr, E, nr, dummy);
   const GemmPacked va = shape_only<T>(GemmSide::a, Ev, kb, bk.mr, dummy), pb = shape_only<T>(GemmSide::b, qb, kb, nr, dummy);
   const int64_t g_bytes = align64(max64(gemm_scratch_bytes(gemm_params<T>(kb, nr, E, packed(&sa), packed(&sb), dummy, nr, 1, 0)),
                                         gemm_scratch_bytes(gemm_params<T>(Ev, qb, kb, packed(&va), packed(&pb), dummy, qb, 1, 1))));
-  const int64_t q_off = 0, s_off = q_off + align64(packed_bytes<T>(GemmSide::b, qb, E));
+  const int64_t kv_off = 0, q_off = kv_off + nkv * (k_bytes + v_bytes);
+  const int64_t s_off = q_off + align64(packed_bytes<T>(GemmSide::b, qb, E));
   const int64_t o_off = s_off + align64(qb * kb * sizeof(T)), st_off = o_off + align64(Ev * qb * sizeof(T));
   const int64_t lim_off = st_off + align64(3 * qb * sizeof(T));
   const int64_t pcol_off = lim_off + align64(nr * (sizeof(int64_t) + sizeof(T)));
   const int64_t key_off = pcol_off + align64(qb / nr * sizeof(int64_t));
   const int64_t g_off = key_off + align64(nr * sizeof(uint32_t));
   const int64_t per_thread = g_off + g_bytes;
-  Arena arena(jobs * (k_bytes + v_bytes) + per_thread * nt);
-  char* kv_base = arena.base;
-  char* thread_base = arena.base + jobs * (k_bytes + v_bytes);
-  GemmPacked* kd = new GemmPacked[jobs > 0 ? jobs : 1];
-  GemmPacked* vd = new GemmPacked[jobs > 0 ? jobs : 1];
+  // O(threads * (S + qb) * E) in all: small enough for the allocator to reuse across calls
+  // (a whole-call copy of packed K and V was paged in afresh by every call).
+  Arena arena(per_thread * nt);
+  GemmPacked* kv_desc = new GemmPacked[2 * nkv * nt];
+  // Work units: whole heads (in query-block order, so each thread packs a kv head's blocks
+  // once) when there are enough of them to share out; else single query blocks.
+  const bool by_head = p.B * p.Hq >= 4 * nt;
+  const int64_t units = by_head ? p.B * p.Hq : items;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-#pragma omp for schedule(static)
-    for (int64_t job = 0; job < jobs; ++job) {
-      const int64_t bkv = job / nkv, jb = job - bkv * nkv;
-      const int64_t b = bkv / p.Hkv, hk = bkv - b * p.Hkv, j0 = jb * kb, cols = min64(kb, S - j0);
-      char* dst = kv_base + job * (k_bytes + v_bytes);
-      kd[job] = pack<T>(GemmSide::a, cols, E, in.k_head(p, b, hk) + j0 * p.k_sl, p.k_sl, 1, dst);
-      vd[job] = pack<T>(GemmSide::a, Ev, cols, in.v_head(p, b, hk) + j0 * p.v_sl, 1, p.v_sl, dst + k_bytes);
-    }
-
-    char* mine = thread_base + per_thread * omp_get_thread_num();
+    const int tid = omp_get_thread_num();
+    char* mine = arena.base + per_thread * tid;
+    GemmPacked* kd = kv_desc + 2 * nkv * tid;
+    GemmPacked* vd = kd + nkv;
+    int64_t packed_bkv = -1, packed_blocks = 0;  // kd / vd hold blocks [0, packed_blocks) of packed_bkv
     T* sbuf = reinterpret_cast<T*>(mine + s_off);
     T* ot = reinterpret_cast<T*>(mine + o_off);
     T* m = reinterpret_cast<T*>(mine + st_off);
@@ -113,7 +113,8 @@ void forward_impl(const AttentionParams& p) {
     const V ninf = V::broadcast(neg_inf<T>()), zero = V::zero();
 
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
+    for (int64_t unit = 0; unit < units; ++unit)
+    for (int64_t item = by_head ? unit * nq : unit; item < (by_head ? (unit + 1) * nq : unit + 1); ++item) {
       const int64_t bh = item / nq, iq = item - bh * nq;
       const int64_t b = bh / p.Hq, h = bh - b * p.Hq, hk = h / in.group, bkv = b * p.Hkv + hk;
       const int64_t i0 = iq * qb, rows = min64(qb, L - i0), npan = (rows + nr - 1) / nr, qbp = npan * nr;
@@ -124,7 +125,14 @@ void forward_impl(const AttentionParams& p) {
       bool first = true;
       for (int64_t jb = 0; jb * kb < kv_end; ++jb) {
         const int64_t j0 = jb * kb, cols_full = min64(kb, S - j0), cols = min64(cols_full, kv_end - j0);
-        const GemmPacked& kfull = kd[bkv * nkv + jb];
+        if (packed_bkv != bkv) packed_bkv = bkv, packed_blocks = 0;
+        for (; packed_blocks <= jb; ++packed_blocks) {
+          const int64_t pj0 = packed_blocks * kb, n = min64(kb, S - pj0);
+          char* dst = mine + kv_off + packed_blocks * (k_bytes + v_bytes);
+          kd[packed_blocks] = pack<T>(GemmSide::a, n, E, in.k_head(p, b, hk) + pj0 * p.k_sl, p.k_sl, 1, dst);
+          vd[packed_blocks] = pack<T>(GemmSide::a, Ev, n, in.v_head(p, b, hk) + pj0 * p.v_sl, 1, p.v_sl, dst + k_bytes);
+        }
+        const GemmPacked& kfull = kd[jb];
         const void* km = key_mask<T>(p, b, h, j0);
         bool ragged = false;  // panels see different numbers of keys (causal, on the diagonal)
         for (int64_t pn = 0; pn < npan; ++pn) {
@@ -181,7 +189,7 @@ void forward_impl(const AttentionParams& p) {
           }
         }
         const GemmPacked pj = panels_as_b<T>(sbuf, rows, cols_full, nr);
-        const GemmPacked* vj = &vd[bkv * nkv + jb];
+        const GemmPacked* vj = &vd[jb];
         if (!ragged) {
           matmul<T>(Ev, rows, cols, packed(vj), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1), gs);
         } else {
@@ -203,8 +211,7 @@ void forward_impl(const AttentionParams& p) {
       }
     }
   }
-  delete[] kd;
-  delete[] vd;
+  delete[] kv_desc;
 }
 
 }  // namespace
