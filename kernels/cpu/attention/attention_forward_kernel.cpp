@@ -3,8 +3,10 @@
 // the dropout hash: kernels/include/bigmodel/attention.h; the panel layout of the score blocks:
 // attention_common.h.
 //
-// Once per call, every key block K_j (kb keys) is packed as a GEMM A operand and V_j^T as
-// another; then per (batch, head, block of qb queries), with Q_i packed once as a B operand:
+// Per (batch, head, block of qb queries), with Q_i packed as a GEMM B operand and every key
+// block K_j (kb keys) as an A operand and V_j^T as another (packed by each thread into its own
+// buffer when a query block of the kv head first needs them, then reused by the head's later
+// query blocks):
 //
 //   for each key block j (causal: only those the block's queries can see)
 //     S^T = scale * K_j Q_i^T          GEMM into the panel buffer (C row stride NR), per panel
@@ -19,9 +21,10 @@
 // diagonal a panel of a 128-query block costs what its own triangle costs, not the block's.
 // Where the panels of a block see different numbers of keys, P V is one GEMM per panel.
 //
-// No operand is packed inside the loops: the GEMM core reads pre-packed K, V and Q, and the
-// probabilities are produced directly in its packed-B layout. Only the output and one
-// logsumexp per row are written; the L x S matrix never exists beyond one block per thread.
+// The GEMM core reads pre-packed K, V and Q only (nothing is packed inside the key loop but
+// K_j / V_j^T the first time a thread needs them), and the probabilities are produced directly
+// in its packed-B layout. Only the output and one logsumexp per row are written; the L x S
+// matrix never exists beyond one block per thread.
 #include <omp.h>
 
 #include <cmath>
@@ -113,101 +116,105 @@ void forward_impl(const AttentionParams& p) {
     const V ninf = V::broadcast(neg_inf<T>()), zero = V::zero();
 
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t unit = 0; unit < units; ++unit)
-    for (int64_t item = by_head ? unit * nq : unit; item < (by_head ? (unit + 1) * nq : unit + 1); ++item) {
-      const int64_t bh = item / nq, iq = item - bh * nq;
-      const int64_t b = bh / p.Hq, h = bh - b * p.Hq, hk = h / in.group, bkv = b * p.Hkv + hk;
-      const int64_t i0 = iq * qb, rows = min64(qb, L - i0), npan = (rows + nr - 1) / nr, qbp = npan * nr;
-      const GemmPacked qd = pack<T>(GemmSide::b, rows, E, in.q_head(p, b, h) + i0 * p.q_sl, p.q_sl, 1, mine + q_off);
-      fill(m, qbp, neg_inf<T>());
-      fill(l, qbp, T(0));
-      const int64_t kv_end = p.causal ? min64(S, i0 + rows) : S;
-      bool first = true;
-      for (int64_t jb = 0; jb * kb < kv_end; ++jb) {
-        const int64_t j0 = jb * kb, cols_full = min64(kb, S - j0), cols = min64(cols_full, kv_end - j0);
-        if (packed_bkv != bkv) packed_bkv = bkv, packed_blocks = 0;
-        for (; packed_blocks <= jb; ++packed_blocks) {
-          const int64_t pj0 = packed_blocks * kb, n = min64(kb, S - pj0);
-          char* dst = mine + kv_off + packed_blocks * (k_bytes + v_bytes);
-          kd[packed_blocks] = pack<T>(GemmSide::a, n, E, in.k_head(p, b, hk) + pj0 * p.k_sl, p.k_sl, 1, dst);
-          vd[packed_blocks] = pack<T>(GemmSide::a, Ev, n, in.v_head(p, b, hk) + pj0 * p.v_sl, 1, p.v_sl, dst + k_bytes);
-        }
-        const GemmPacked& kfull = kd[jb];
-        const void* km = key_mask<T>(p, b, h, j0);
-        bool ragged = false;  // panels see different numbers of keys (causal, on the diagonal)
-        for (int64_t pn = 0; pn < npan; ++pn) {
-          const int64_t rows_p = min64(nr, rows - pn * nr), r0 = i0 + pn * nr;
-          // keys of this block the panel's last query can see (causal: fewer on the diagonal;
-          // keys past it are never visible to the panel, so S^T, softmax and P V stop there)
-          const int64_t cols_p = p.causal ? min64(cols, max64(r0 + rows_p - j0, 0)) : cols;
-          pcols[pn] = cols_p;
-          ragged = ragged || cols_p != cols;
-          T* x = sbuf + pn * cols_full * nr;
-          const GemmPacked qp = panels_from<T>(qd, pn, rows_p);
-          const GemmPacked kj = prefix(kfull, cols_p);
-          // S^T = scale * K_j Q_i^T for this panel's queries and visible keys
-          matmul<T>(cols_p, rows_p, E, packed(&kj), packed(&qp), x, nr, scale, T(0), gs);
-          if (p.mask_kind != AttentionMask::none && p.m_sl != 0) add_row_mask(x, nr, rows_p, cols_p, p, b, h, r0, j0);
-          const bool full = panel_limits(limit, nr, rows_p, r0, j0, cols_p, p.causal) >= cols_p;
-          limits_as(limf, limit, nr);
-          for (int v = 0; v < nv; ++v) {
-            T* xv = x + v * VS;
-            const int64_t off = pn * nr + v * VS;
-            const V lim = V::load(limf + v * VS);
-            // 1) mask + max over the keys (invisible keys and padding lanes become -inf)
-            V mx = ninf;
-            for (int64_t s = 0; s < cols_p; ++s) {
-              V xs = apply_key_mask(V::load(xv + s * nr), p.mask_kind, km, s);
-              if (!full) xs = V::select(V::gt(lim, V::broadcast(static_cast<T>(s))), xs, ninf);
-              if (km != nullptr || !full) xs.store(xv + s * nr);
-              mx = vec_max(mx, xs);
+    for (int64_t unit = 0; unit < units; ++unit) {
+      const int64_t item_begin = by_head ? unit * nq : unit, item_end = by_head ? item_begin + nq : unit + 1;
+      for (int64_t item = item_begin; item < item_end; ++item) {
+        const int64_t bh = item / nq, iq = item - bh * nq;
+        const int64_t b = bh / p.Hq, h = bh - b * p.Hq, hk = h / in.group, bkv = b * p.Hkv + hk;
+        const int64_t i0 = iq * qb, rows = min64(qb, L - i0), npan = (rows + nr - 1) / nr, qbp = npan * nr;
+        const GemmPacked qd = pack<T>(GemmSide::b, rows, E, in.q_head(p, b, h) + i0 * p.q_sl, p.q_sl, 1, mine + q_off);
+        fill(m, qbp, neg_inf<T>());
+        fill(l, qbp, T(0));
+        const int64_t kv_end = p.causal ? min64(S, i0 + rows) : S;
+        bool first = true;
+        for (int64_t jb = 0; jb * kb < kv_end; ++jb) {
+          const int64_t j0 = jb * kb, cols_full = min64(kb, S - j0), cols = min64(cols_full, kv_end - j0);
+          if (packed_bkv != bkv) packed_bkv = bkv, packed_blocks = 0;
+          for (; packed_blocks <= jb; ++packed_blocks) {
+            const int64_t pj0 = packed_blocks * kb, n = min64(kb, S - pj0);
+            char* dst = mine + kv_off + packed_blocks * (k_bytes + v_bytes);
+            kd[packed_blocks] = pack<T>(GemmSide::a, n, E, in.k_head(p, b, hk) + pj0 * p.k_sl, p.k_sl, 1, dst);
+            vd[packed_blocks] =
+                pack<T>(GemmSide::a, Ev, n, in.v_head(p, b, hk) + pj0 * p.v_sl, 1, p.v_sl, dst + k_bytes);
+          }
+          const GemmPacked& kfull = kd[jb];
+          const void* km = key_mask<T>(p, b, h, j0);
+          bool ragged = false;  // panels see different numbers of keys (causal, on the diagonal)
+          for (int64_t pn = 0; pn < npan; ++pn) {
+            const int64_t rows_p = min64(nr, rows - pn * nr), r0 = i0 + pn * nr;
+            // keys of this block the panel's last query can see (causal: fewer on the diagonal;
+            // keys past it are never visible to the panel, so S^T, softmax and P V stop there)
+            const int64_t cols_p = p.causal ? min64(cols, max64(r0 + rows_p - j0, 0)) : cols;
+            pcols[pn] = cols_p;
+            ragged = ragged || cols_p != cols;
+            T* x = sbuf + pn * cols_full * nr;
+            const GemmPacked qp = panels_from<T>(qd, pn, rows_p);
+            const GemmPacked kj = prefix(kfull, cols_p);
+            // S^T = scale * K_j Q_i^T for this panel's queries and visible keys
+            matmul<T>(cols_p, rows_p, E, packed(&kj), packed(&qp), x, nr, scale, T(0), gs);
+            if (p.mask_kind != AttentionMask::none && p.m_sl != 0) add_row_mask(x, nr, rows_p, cols_p, p, b, h, r0, j0);
+            const bool full = panel_limits(limit, nr, rows_p, r0, j0, cols_p, p.causal) >= cols_p;
+            limits_as(limf, limit, nr);
+            for (int v = 0; v < nv; ++v) {
+              T* xv = x + v * VS;
+              const int64_t off = pn * nr + v * VS;
+              const V lim = V::load(limf + v * VS);
+              // 1) mask + max over the keys (invisible keys and padding lanes become -inf)
+              V mx = ninf;
+              for (int64_t s = 0; s < cols_p; ++s) {
+                V xs = apply_key_mask(V::load(xv + s * nr), p.mask_kind, km, s);
+                if (!full) xs = V::select(V::gt(lim, V::broadcast(static_cast<T>(s))), xs, ninf);
+                if (km != nullptr || !full) xs.store(xv + s * nr);
+                mx = vec_max(mx, xs);
+              }
+              // 2) p = exp(s - m_new), sums; a row that has seen nothing keeps m = -inf, p = 0
+              const V m_old = V::load(m + off), m_new = vec_max(m_old, mx);
+              const V m_use = V::select(V::eq(m_new, ninf), zero, m_new);
+              V sum = zero;
+              for (int64_t s = 0; s < cols_p; ++s) {
+                const V e = vec_exp(V::load(xv + s * nr) - m_use);
+                e.store(xv + s * nr);
+                sum = sum + e;
+              }
+              const V a = vec_exp(m_old - m_use);  // exp(m_old - m_new); 0 while nothing was seen
+              (V::load(l + off) * a + sum).store(l + off);
+              m_new.store(m + off);
+              a.store(alpha + off);
             }
-            // 2) p = exp(s - m_new), sums; a row that has seen nothing keeps m = -inf, p = 0
-            const V m_old = V::load(m + off), m_new = vec_max(m_old, mx);
-            const V m_use = V::select(V::eq(m_new, ninf), zero, m_new);
-            V sum = zero;
-            for (int64_t s = 0; s < cols_p; ++s) {
-              const V e = vec_exp(V::load(xv + s * nr) - m_use);
-              e.store(xv + s * nr);
-              sum = sum + e;
+            if (in.dropout) {
+              dropout_panel<T>(x, nullptr, nr, rows_p, cols_p, p, bh, r0, j0, in.drop_threshold, in.keep_scale, keys);
             }
-            const V a = vec_exp(m_old - m_use);  // exp(m_old - m_new); 0 while nothing was seen
-            (V::load(l + off) * a + sum).store(l + off);
-            m_new.store(m + off);
-            a.store(alpha + off);
           }
-          if (in.dropout) {
-            dropout_panel<T>(x, nullptr, nr, rows_p, cols_p, p, bh, r0, j0, in.drop_threshold, in.keep_scale, keys);
+          // O^T = diag(alpha) O^T + V_j^T P^T   (the first block overwrites). The panels' k_total
+          // is cols_full and V_j^T's the job's block: both are read as k-prefixes of that.
+          if (!first) {
+            for (int64_t e = 0; e < Ev; ++e) {
+              T* o = ot + e * qbp;
+              for (int64_t r = 0; r < qbp; r += VS) (V::load(o + r) * V::load(alpha + r)).store(o + r);
+            }
           }
+          const GemmPacked pj = panels_as_b<T>(sbuf, rows, cols_full, nr);
+          const GemmPacked* vj = &vd[jb];
+          if (!ragged) {
+            matmul<T>(Ev, rows, cols, packed(vj), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1), gs);
+          } else {
+            for (int64_t pn = 0; pn < npan; ++pn) {  // per panel, over the keys it saw (K may be 0)
+              const GemmPacked pp = panels_from<T>(pj, pn, min64(nr, rows - pn * nr));
+              matmul<T>(Ev, pp.outer, pcols[pn], packed(vj), packed(&pp), ot + pn * nr, qbp, T(1),
+                        first ? T(0) : T(1), gs);
+            }
+          }
+          first = false;
         }
-        // O^T = diag(alpha) O^T + V_j^T P^T   (the first block overwrites). The panels' k_total
-        // is cols_full and V_j^T's the job's block: both are read as k-prefixes of that.
-        if (!first) {
-          for (int64_t e = 0; e < Ev; ++e) {
-            T* o = ot + e * qbp;
-            for (int64_t r = 0; r < qbp; r += VS) (V::load(o + r) * V::load(alpha + r)).store(o + r);
-          }
+        // O = O^T^T / l; logsumexp = m + log l; rows that saw no key: zeros and -inf
+        T* lse = lse_all + bh * L + i0;
+        T* o = out + (bh * L + i0) * Ev;
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool seen = !first && l[r] > T(0);
+          const T inv = seen ? T(1) / l[r] : T(0);
+          for (int64_t e = 0; e < Ev; ++e) o[r * Ev + e] = seen ? ot[e * qbp + r] * inv : T(0);
+          lse[r] = seen ? m[r] + std::log(l[r]) : neg_inf<T>();
         }
-        const GemmPacked pj = panels_as_b<T>(sbuf, rows, cols_full, nr);
-        const GemmPacked* vj = &vd[jb];
-        if (!ragged) {
-          matmul<T>(Ev, rows, cols, packed(vj), packed(&pj), ot, qbp, T(1), first ? T(0) : T(1), gs);
-        } else {
-          for (int64_t pn = 0; pn < npan; ++pn) {  // per panel, over the keys it saw (K may be 0)
-            const GemmPacked pp = panels_from<T>(pj, pn, min64(nr, rows - pn * nr));
-            matmul<T>(Ev, pp.outer, pcols[pn], packed(vj), packed(&pp), ot + pn * nr, qbp, T(1), first ? T(0) : T(1), gs);
-          }
-        }
-        first = false;
-      }
-      // O = O^T^T / l; logsumexp = m + log l; rows that saw no key: zeros and -inf
-      T* lse = lse_all + bh * L + i0;
-      T* o = out + (bh * L + i0) * Ev;
-      for (int64_t r = 0; r < rows; ++r) {
-        const bool seen = !first && l[r] > T(0);
-        const T inv = seen ? T(1) / l[r] : T(0);
-        for (int64_t e = 0; e < Ev; ++e) o[r * Ev + e] = seen ? ot[e * qbp + r] * inv : T(0);
-        lse[r] = seen ? m[r] + std::log(l[r]) : neg_inf<T>();
       }
     }
   }
