@@ -202,6 +202,25 @@ def test_causal_diagonal_blocks(isa, dtype):
             torch.testing.assert_close(a.double(), r, **tol, msg=f"{isa} {dtype} L={L} S={S} grad {name}")
 
 
+def test_forward_with_a_shared_kv_head():
+    # Where every thread's own packed copy of a kv head would be large (threads x S x (E + Ev)
+    # floats > 8 MiB), the forward packs each kv head once for the whole team and shares it:
+    # S = 8192, E = Ev = 128 with 2 threads, GQA (2 query heads per kv head), causal and not.
+    gen = torch.Generator().manual_seed(12)
+    q = torch.randn(1, 2, 1100, 128, generator=gen)
+    k, v = torch.randn(1, 1, 8192, 128, generator=gen), torch.randn(1, 1, 8192, 128, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for causal in (False, True):
+            out = sdpa(q, k, v, is_causal=causal, enable_gqa=True)
+            ref = reference.scaled_dot_product_attention(q, k.expand(1, 2, -1, -1), v.expand(1, 2, -1, -1),
+                                                         is_causal=causal)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=f"causal={causal}")
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_grouped_query_attention(isa):
     q, k, v = make_qkv(2, 6, 11, 17, 8, 8, dtype=torch.float64, hkv=2)
     go = torch.randn(2, 6, 11, 8, dtype=torch.float64)
