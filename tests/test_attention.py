@@ -183,6 +183,44 @@ def test_causal_with_l_not_s_follows_torch(L, S):
     torch.testing.assert_close(out, sdpa(q, k, v, attn_mask=explicit), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_causal_diagonal_blocks(isa, dtype):
+    # The causal kernels cut the work on the diagonal per panel of queries (forward: each panel
+    # stops at its last query's key; backward: panels before the diagonal and keys past the
+    # block's last query are skipped): L and S off every block and panel size (32 / 128 query
+    # rows, 126 / 252 keys on avx512; other sizes on the other paths), S > L and S < L.
+    gen = torch.Generator().manual_seed(11)
+    for L, S in [(130, 130), (161, 300), (300, 161), (257, 509), (509, 257), (33, 260), (260, 31)]:
+        q, k, v = (torch.randn(1, 2, n, e, dtype=dtype, generator=gen) for n, e in [(L, 16), (S, 16), (S, 5)])
+        q = q * 3  # sharper softmax
+        go = torch.randn(1, 2, L, 5, dtype=dtype, generator=gen)
+        out, g = grads(lambda *t: sdpa(*t, is_causal=True), (q, k, v), go)
+        ref, rg = ref_grads(lambda *t: reference.scaled_dot_product_attention(*t, is_causal=True), (q, k, v), go)
+        tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+        torch.testing.assert_close(out.double(), ref, **tol, msg=f"{isa} {dtype} L={L} S={S}")
+        for name, a, r in zip("qkv", g, rg):
+            torch.testing.assert_close(a.double(), r, **tol, msg=f"{isa} {dtype} L={L} S={S} grad {name}")
+
+
+def test_forward_with_a_shared_kv_head():
+    # Where every thread's own packed copy of a kv head would be large (threads x S x (E + Ev)
+    # floats > 8 MiB), the forward packs each kv head once for the whole team and shares it:
+    # S = 8192, E = Ev = 128 with 2 threads, GQA (2 query heads per kv head), causal and not.
+    gen = torch.Generator().manual_seed(12)
+    q = torch.randn(1, 2, 1100, 128, generator=gen)
+    k, v = torch.randn(1, 1, 8192, 128, generator=gen), torch.randn(1, 1, 8192, 128, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for causal in (False, True):
+            out = sdpa(q, k, v, is_causal=causal, enable_gqa=True)
+            ref = reference.scaled_dot_product_attention(q, k.expand(1, 2, -1, -1), v.expand(1, 2, -1, -1),
+                                                         is_causal=causal)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=f"causal={causal}")
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_grouped_query_attention(isa):
     q, k, v = make_qkv(2, 6, 11, 17, 8, 8, dtype=torch.float64, hkv=2)
     go = torch.randn(2, 6, 11, 8, dtype=torch.float64)

@@ -118,9 +118,16 @@ void run_gemm_case() {
   const int64_t K = pick_size();
   const int64_t Kt = K * batch_count;
 
+  // Sometimes an operand is pre-packed longer in k than the GEMM (k_total = Kt + extra) and the
+  // GEMM uses its k-prefix (attention's causal blocks): made as one strided matrix of Kt + extra.
+  int64_t extra[2] = {0, 0};
+  for (int64_t& e : extra)
+    if (bmtest::coin(0.15)) e = bmtest::randint(1, 40);
   Operand<T> A, B;
-  make_operand(A, M, K, batch_count, false, true);
-  make_operand(B, N, K, batch_count, true, true);
+  if (extra[0] > 0) make_operand(A, M, Kt + extra[0], 1, false, false);
+  else make_operand(A, M, K, batch_count, false, true);
+  if (extra[1] > 0) make_operand(B, N, Kt + extra[1], 1, true, false);
+  else make_operand(B, N, K, batch_count, true, true);
 
   GemmParams p;
   p.dtype = dt;
@@ -135,17 +142,17 @@ void run_gemm_case() {
   std::vector<unsigned char> pack_a, pack_b;
   GemmPacked packed_a, packed_b;
   for (int side = 0; side < 2; ++side) {
-    if (!bmtest::coin(0.3)) continue;
+    if (extra[side] == 0 && !bmtest::coin(0.3)) continue;
     GemmPackParams pk;
     pk.dtype = dt;
     pk.side = side == 0 ? GemmSide::a : GemmSide::b;
     pk.outer = side == 0 ? M : N;
-    pk.K = K;
-    pk.batch_count = batch_count;
+    pk.K = extra[side] > 0 ? Kt + extra[side] : K;
+    pk.batch_count = extra[side] > 0 ? 1 : batch_count;
     pk.src = side == 0 ? p.a : p.b;
     pk.num_threads = static_cast<int>(bmtest::randint(1, 2));
     auto& buf = side == 0 ? pack_a : pack_b;
-    const int64_t bytes = cpu::gemm_packed_bytes(dt, pk.side, pk.outer, Kt);
+    const int64_t bytes = cpu::gemm_packed_bytes(dt, pk.side, pk.outer, Kt + extra[side]);
     BM_CHECK(bytes >= 0, "gemm_packed_bytes " << bytes);
     buf.assign(static_cast<size_t>(bytes) + 1, 0xCD);
     buf[bytes] = 0x5A;  // sentinel past the packed extent
@@ -226,7 +233,8 @@ void run_gemm_case() {
     if (!is_elem[o]) want[o] = c_old[o];
   const double tol = sizeof(T) == 4 ? 3e-5 * std::sqrt(static_cast<double>(Kt) + 1) * 4 : 1e-12 * (Kt + 1);
   std::ostringstream what;
-  what << "gemm M=" << M << " N=" << N << " K=" << K << " batch=" << batch_count << " a=" << int(p.a.kind)
+  what << "gemm M=" << M << " N=" << N << " K=" << K << " batch=" << batch_count << " k-prefix of packed a/b +"
+       << extra[0] << "/+" << extra[1] << " a=" << int(p.a.kind)
        << " b=" << int(p.b.kind) << " rs_c=" << p.rs_c << " cs_c=" << p.cs_c << " alpha=" << p.alpha
        << " beta=" << p.beta << " bias=" << bias_kind << " single=" << single;
   bmtest::expect_close(C.data(), want, tol, tol, what.str());
@@ -286,4 +294,56 @@ BM_TEST(gemm_rejects_bad_parameters) {
   q = p;
   q.dtype = DType::f16;
   expect_invalid(q, "dtype");
+  // a packed operand may be longer in k than the GEMM (its k-prefix is used), never shorter
+  float packed_a[64 * 2 * 8] = {};
+  GemmPackParams pk;
+  pk.side = GemmSide::a;
+  pk.outer = 2;
+  pk.K = 1;
+  pk.src = p.a;
+  pk.dst = packed_a;
+  const GemmPacked short_a = cpu::gemm_pack(pk);
+  q = p;
+  q.a.kind = GemmOperandKind::packed;
+  q.a.packed = &short_a;
+  expect_invalid(q, "and Kt (at least) 2");
+}
+
+// The k-prefix of a packed operand, deterministic: S = A[:, :k] B[:k, :] for every k <= k_total
+// with A packed once for k_total (attention uses the first `keys` of a packed key block).
+BM_TEST(gemm_packed_k_prefix) {
+  const int64_t M = 37, N = 45, Kp = 70;
+  bmtest::Buffer<float> a(M * Kp), b(Kp * N), c(M * N);
+  a.fill_random();
+  b.fill_random();
+  GemmPackParams pk;
+  pk.side = GemmSide::a;
+  pk.outer = M;
+  pk.K = Kp;
+  pk.src = {GemmOperandKind::strided, a.data(), nullptr, Kp, 1, nullptr};
+  std::vector<float> buf(static_cast<size_t>(cpu::gemm_packed_bytes(DType::f32, GemmSide::a, M, Kp) / 4));
+  pk.dst = buf.data();
+  const GemmPacked pa = cpu::gemm_pack(pk);
+  for (int64_t k : {int64_t(0), int64_t(1), int64_t(13), int64_t(69), Kp}) {
+    GemmParams p;
+    p.M = M;
+    p.N = N;
+    p.K = k;
+    p.a.kind = GemmOperandKind::packed;
+    p.a.packed = &pa;
+    p.b = {GemmOperandKind::strided, b.data(), nullptr, N, 1, nullptr};
+    p.c = c.data();
+    p.rs_c = N;
+    c.fill(std::numeric_limits<float>::quiet_NaN());
+    cpu::gemm(p);
+    std::vector<double> want(M * N);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double acc = 0;
+        for (int64_t t = 0; t < k; ++t) acc += static_cast<double>(a[i * Kp + t]) * static_cast<double>(b[t * N + j]);
+        want[i * N + j] = acc;
+      }
+    bmtest::expect_close(c.data(), want, 1e-4, 1e-4, "k-prefix " + std::to_string(k) + " of a packed A");
+    ++bmtest::cases_run();
+  }
 }

@@ -2,11 +2,12 @@
 // path (see kernels/cpu/simd.h); kernels/cpu/attention/attention.cpp dispatches. The panel
 // layout of the score blocks: attention_common.h.
 //
-// Once per call: D = rowsum(dO * O) for every query row; K_j, V_j and K_j^T packed as GEMM A
-// operands per key block, Q_i and dO_i as B operands per query block (qb queries). Then per
-// (batch, kv head, chunk of key blocks), over the query heads of the group and the query blocks
-// that can see the key block, with the scores kept key-major (element (s, q) at s * qbp + q: a
-// vector holds Vec::size queries of one key, so the element-wise work needs no transposes):
+// Once per call: D = rowsum(dO * O) for every query row. Then per (batch, kv head, chunk of key
+// blocks), with K_j, V_j and K_j^T packed as GEMM A operands per key block and Q_i and dO_i as
+// B operands per query block (qb queries) into the thread's own buffers at the item's start,
+// over the query heads of the group and the query blocks that can see the key block, with the
+// scores kept key-major (element (s, q) at s * qbp + q: a vector holds Vec::size queries of one
+// key, so the element-wise work needs no transposes):
 //
 //   S^T  = scale * K_j Q_i^T,  dP^T = V_j dO_i^T         GEMMs, both operands pre-packed
 //   P^T  = exp(S^T + mask - logsumexp), Z = dropout multipliers
@@ -64,8 +65,11 @@ void backward_impl(const AttentionParams& p) {
   const int64_t items = bhkv * chunks;
   if (items < nt) nt = static_cast<int>(items < 1 ? 1 : items);
 
-  // Shared: D, the packed operands, dQ partials.
-  const int64_t q_rows = p.B * Hq * L, kv_jobs = bhkv * nkv, q_jobs = p.B * Hq * nq;
+  // Shared: D and the dQ partials. Per thread: the packed operands of its item's kv head (K_j,
+  // V_j, K_j^T for its key blocks; Q_i, dO_i for the query blocks of the group's heads), packed
+  // at the item's start: O(threads * (S + group * L) * E), so the allocator reuses the memory
+  // across calls (a whole-call copy was paged in afresh by every call).
+  const int64_t q_rows = p.B * Hq * L, gq = group * nq;
   const int64_t ka_bytes = align64(packed_bytes<T>(GemmSide::a, kb, E));
   const int64_t va_bytes = align64(packed_bytes<T>(GemmSide::a, kb, Ev));
   const int64_t kt_bytes = align64(packed_bytes<T>(GemmSide::a, E, kb));
@@ -95,18 +99,14 @@ void backward_impl(const AttentionParams& p) {
   const int64_t dqt_off = pd_off + (in.dropout ? panel_bytes : 0);
   const int64_t lane_off = dqt_off + align64(group * nq * E * qbp * sizeof(T));
   const int64_t g_off = lane_off + align64(qbp * (sizeof(int64_t) + 3 * sizeof(T) + sizeof(uint32_t)));
-  const int64_t per_thread = g_off + g_bytes;
-  Arena arena(d_bytes + part_bytes + kv_jobs * kv_stride + q_jobs * q_stride + per_thread * nt);
+  const int64_t kvp_off = g_off + g_bytes, qp_off = kvp_off + nkv * kv_stride;
+  const int64_t per_thread = qp_off + gq * q_stride;
+  Arena arena(d_bytes + part_bytes + per_thread * nt);
   T* dvec = reinterpret_cast<T*>(arena.base);
   T* partial = reinterpret_cast<T*>(arena.base + d_bytes);
-  char* kv_base = arena.base + d_bytes + part_bytes;
-  char* q_base = kv_base + kv_jobs * kv_stride;
-  char* thread_base = q_base + q_jobs * q_stride;
-  GemmPacked* ka = new GemmPacked[3 * (kv_jobs > 0 ? kv_jobs : 1)];
-  GemmPacked* va = ka + (kv_jobs > 0 ? kv_jobs : 1);
-  GemmPacked* kt = va + (kv_jobs > 0 ? kv_jobs : 1);
-  GemmPacked* qbd = new GemmPacked[2 * (q_jobs > 0 ? q_jobs : 1)];
-  GemmPacked* gbd = qbd + (q_jobs > 0 ? q_jobs : 1);
+  char* thread_base = arena.base + d_bytes + part_bytes;
+  const int64_t descs = 3 * nkv + 2 * gq;  // per thread: ka, va, kt per key block; qbd, gbd per query block
+  GemmPacked* desc_all = new GemmPacked[descs * nt > 0 ? descs * nt : 1];
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -115,27 +115,12 @@ void backward_impl(const AttentionParams& p) {
       const int64_t bh = r / L, row = r - bh * L, b = bh / Hq, h = bh - b * Hq;
       dvec[r] = dot_f64(go + b * p.go_sb + h * p.go_sh + row * p.go_sl, out + r * Ev, Ev);
     }
-#pragma omp for schedule(static) nowait
-    for (int64_t job = 0; job < kv_jobs; ++job) {
-      const int64_t bkv = job / nkv, jb = job - bkv * nkv, b = bkv / Hkv, hk = bkv - b * Hkv;
-      const int64_t j0 = jb * kb, cols = min64(kb, S - j0);
-      const T* kj = in.k_head(p, b, hk) + j0 * p.k_sl;
-      char* dst = kv_base + job * kv_stride;
-      ka[job] = pack<T>(GemmSide::a, cols, E, kj, p.k_sl, 1, dst);
-      va[job] = pack<T>(GemmSide::a, cols, Ev, in.v_head(p, b, hk) + j0 * p.v_sl, p.v_sl, 1, dst + ka_bytes);
-      kt[job] = pack<T>(GemmSide::a, E, cols, kj, 1, p.k_sl, dst + ka_bytes + va_bytes);
-    }
-#pragma omp for schedule(static)
-    for (int64_t job = 0; job < q_jobs; ++job) {
-      const int64_t bh = job / nq, iq = job - bh * nq, b = bh / Hq, h = bh - b * Hq;
-      const int64_t i0 = iq * qb, rows = min64(qb, L - i0);
-      char* dst = q_base + job * q_stride;
-      qbd[job] = pack<T>(GemmSide::b, rows, E, in.q_head(p, b, h) + i0 * p.q_sl, p.q_sl, 1, dst);
-      gbd[job] = pack<T>(GemmSide::b, rows, Ev, go + b * p.go_sb + h * p.go_sh + i0 * p.go_sl, p.go_sl, 1,
-                         dst + qb_bytes);
-    }
-
     char* mine = thread_base + per_thread * omp_get_thread_num();
+    GemmPacked* ka = desc_all + descs * omp_get_thread_num();
+    GemmPacked* va = ka + nkv;
+    GemmPacked* kt = va + nkv;
+    GemmPacked* qbd = kt + nkv;
+    GemmPacked* gbd = qbd + gq;
     T* sbuf = reinterpret_cast<T*>(mine + s_off);
     T* dpbuf = reinterpret_cast<T*>(mine + dp_off);
     T* pdbuf = in.dropout ? reinterpret_cast<T*>(mine + pd_off) : sbuf;
@@ -158,9 +143,25 @@ void backward_impl(const AttentionParams& p) {
         const int64_t j0 = jb * kb, cols = min64(kb, S - j0);
         fill(dk_head + j0 * E, cols * E, T(0));
         fill(dv_head + j0 * Ev, cols * Ev, T(0));
+        const T* kj = in.k_head(p, b, hk) + j0 * p.k_sl;
+        char* dst = mine + kvp_off + jb * kv_stride;
+        ka[jb] = pack<T>(GemmSide::a, cols, E, kj, p.k_sl, 1, dst);
+        va[jb] = pack<T>(GemmSide::a, cols, Ev, in.v_head(p, b, hk) + j0 * p.v_sl, p.v_sl, 1, dst + ka_bytes);
+        kt[jb] = pack<T>(GemmSide::a, E, cols, kj, 1, p.k_sl, dst + ka_bytes + va_bytes);
+      }
+      // Q_i and dO_i of the group's heads, for the query blocks this chunk's key blocks reach
+      for (int64_t hl = 0; hl < group; ++hl) {
+        const int64_t h = hk * group + hl;
+        for (int64_t iq = p.causal ? c * kb / qb : 0; iq < nq; ++iq) {
+          const int64_t i0 = iq * qb, rows = min64(qb, L - i0);
+          char* dst = mine + qp_off + (hl * nq + iq) * q_stride;
+          qbd[hl * nq + iq] = pack<T>(GemmSide::b, rows, E, in.q_head(p, b, h) + i0 * p.q_sl, p.q_sl, 1, dst);
+          gbd[hl * nq + iq] = pack<T>(GemmSide::b, rows, Ev, go + b * p.go_sb + h * p.go_sh + i0 * p.go_sl, p.go_sl,
+                                      1, dst + qb_bytes);
+        }
       }
       for (int64_t jb = c; jb < nkv; jb += chunks) {
-        const int64_t j0 = jb * kb, cols = min64(kb, S - j0), job = bkv * nkv + jb;
+        const int64_t j0 = jb * kb, cols = min64(kb, S - j0);
         T* dkj = dk_head + j0 * E;
         T* dvj = dv_head + j0 * Ev;
         for (int64_t hl = 0; hl < group; ++hl) {
@@ -170,13 +171,13 @@ void backward_impl(const AttentionParams& p) {
             const int64_t i0 = iq * qb, rows = min64(qb, L - i0);
             // Causal, on the diagonal: queries before j0 see none of these keys (skip whole
             // NR-panels of them: r_lo), and keys past the block's last query are seen by none
-            // (compute only the first cols_e; dS rows up to cols are zeroed for the dQ GEMM).
+            // (every GEMM stops at the first cols_e).
             const int64_t r_lo = p.causal ? min64(max64(j0 - i0, 0) / nr * nr, rows) : 0;
             const int64_t cols_e = p.causal ? min64(cols, i0 + rows - j0) : cols, rows_e = rows - r_lo;
             if (rows_e <= 0 || cols_e <= 0) continue;
-            const GemmPacked k_e = prefix(ka[job], cols_e), v_e = prefix(va[job], cols_e);
-            const GemmPacked q_e = panels_from<T>(qbd[bh * nq + iq], r_lo / nr, rows_e);
-            const GemmPacked g_e = panels_from<T>(gbd[bh * nq + iq], r_lo / nr, rows_e);
+            const GemmPacked k_e = prefix(ka[jb], cols_e), v_e = prefix(va[jb], cols_e);
+            const GemmPacked q_e = panels_from<T>(qbd[hl * nq + iq], r_lo / nr, rows_e);
+            const GemmPacked g_e = panels_from<T>(gbd[hl * nq + iq], r_lo / nr, rows_e);
             T* s_e = sbuf + r_lo;
             T* dp_e = dpbuf + r_lo;
             T* pd_e = pdbuf + r_lo;
@@ -231,16 +232,14 @@ void backward_impl(const AttentionParams& p) {
                 }
               }
             }
-            for (int64_t s = cols_e; s < cols; ++s)  // keys no query of this block sees: dS = 0
-              for (int v = v_lo; v < nvq; ++v) zero.store(dpbuf + s * qbp + v * VS);
             // dV_j += (P Z)^T dO_i;  dK_j += scale * dS^T Q_i   (A = keys x queries, row stride qbp)
             const int64_t ie = i0 + r_lo;
             matmul<T>(cols_e, Ev, rows_e, strided(pd_e, qbp, 1),
                       strided(go + b * p.go_sb + h * p.go_sh + ie * p.go_sl, p.go_sl, 1), dvj, Ev, T(1), T(1), gs);
             matmul<T>(cols_e, E, rows_e, strided(dp_e, qbp, 1), strided(in.q_head(p, b, h) + ie * p.q_sl, p.q_sl, 1),
                       dkj, E, scale, T(1), gs);
-            // dQ_i^T += scale * K_j^T dS^T   (K_j^T is packed for all cols keys)
-            matmul<T>(E, rows_e, cols, packed(&kt[job]), strided(dp_e, qbp, 1), dqt + (hl * nq + iq) * E * qbp + r_lo,
+            // dQ_i^T += scale * K_j^T dS^T over the cols_e keys seen (a k-prefix of the packed K_j^T)
+            matmul<T>(E, rows_e, cols_e, packed(&kt[jb]), strided(dp_e, qbp, 1), dqt + (hl * nq + iq) * E * qbp + r_lo,
                       qbp, scale, T(1), gs);
           }
         }
@@ -271,8 +270,7 @@ void backward_impl(const AttentionParams& p) {
       }
     }
   }
-  delete[] ka;
-  delete[] qbd;
+  delete[] desc_all;
 }
 
 }  // namespace

@@ -69,9 +69,10 @@ void check_operand(const GemmOperand& op, GemmSide side, DType dtype, int64_t ou
       const GemmBlocking bl = gemm_blocking(dtype);
       const int panel = side == GemmSide::a ? bl.MR : bl.NR;
       if (pk->panel != panel) fail(name + ": packed panel width " + std::to_string(pk->panel) + " != " + std::to_string(panel));
-      if (pk->outer != outer || pk->k_total != Kt)
+      // A packed operand may be longer in k than the GEMM: its leading Kt reduction indices are used.
+      if (pk->outer != outer || pk->k_total < Kt)
         fail(name + " was packed with outer " + std::to_string(pk->outer) + " and Kt " + std::to_string(pk->k_total) +
-             " but this GEMM needs outer " + std::to_string(outer) + " and Kt " + std::to_string(Kt));
+             " but this GEMM needs outer " + std::to_string(outer) + " and Kt (at least) " + std::to_string(Kt));
       if (outer > 0 && Kt > 0 && pk->data == nullptr) fail(name + ": packed data is a null pointer");
       return;
     }

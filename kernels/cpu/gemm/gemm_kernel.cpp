@@ -89,7 +89,8 @@ struct Operand {
   const T* data;
   const T* const* items;
   int64_t so, sk;
-  const T* packed;  // pre-packed panels, panel stride Kt * P
+  const T* packed;     // pre-packed panels, panel stride k_packed * P
+  int64_t k_packed;    // the packed operand's own k_total (>= the GEMM's Kt: a k-prefix is used)
 };
 
 template <typename T>
@@ -102,6 +103,7 @@ Operand<T> normalise(const GemmOperand& op, GemmSide side) {
   r.sk = side == GemmSide::a ? op.cs : op.rs;
   // (gemm_scratch_bytes may see a packed kind without a descriptor: sizing needs no data.)
   r.packed = op.kind == GemmOperandKind::packed && op.packed ? static_cast<const T*>(op.packed->data) : nullptr;
+  r.k_packed = op.kind == GemmOperandKind::packed && op.packed ? op.packed->k_total : 0;
   return r;
 }
 
@@ -401,8 +403,8 @@ void run_rect(const Problem<T>& pr, int64_t m0, int64_t mt, int64_t n0, int64_t 
       const T* bp;
       int64_t b_ps;
       if (pr.b.kind == GemmOperandKind::packed) {
-        bp = pr.b.packed + (jc / NR) * pr.Kt * NR + pc * NR;
-        b_ps = pr.Kt * NR;
+        bp = pr.b.packed + (jc / NR) * pr.b.k_packed * NR + pc * NR;
+        b_ps = pr.b.k_packed * NR;
       } else {
         pack_block<T, NR>(b_buf, kc * NR, pr.b, pr.K, jc, nc, pc, kc);
         bp = b_buf;
@@ -413,8 +415,8 @@ void run_rect(const Problem<T>& pr, int64_t m0, int64_t mt, int64_t n0, int64_t 
         const T* ap;
         int64_t a_ps;
         if (pr.a.kind == GemmOperandKind::packed) {
-          ap = pr.a.packed + (ic / MR) * pr.Kt * MR + pc * MR;
-          a_ps = pr.Kt * MR;
+          ap = pr.a.packed + (ic / MR) * pr.a.k_packed * MR + pc * MR;
+          a_ps = pr.a.k_packed * MR;
         } else {
           pack_block<T, MR>(a_buf, kc * MR, pr.a, pr.K, ic, mc, pc, kc);
           ap = a_buf;

@@ -40,7 +40,10 @@
 //   element (outer = p*panel + q, k)  at  data[(p * Kt + k) * panel + q],   0 <= q < panel
 //
 // Entries of the last panel past `outer` are zero. The layout does not depend on KC, so a
-// caller may use any k-range of a packed operand. MR / NR depend on the ISA path and dtype, so
+// caller may use any k-range of a packed operand: a GEMM whose Kt = batch_count * K is smaller
+// than the operand's k_total reads the leading Kt reduction indices of every panel (the panel
+// stride stays k_total * panel), e.g. the first `keys` of a packed key block. Its outer must
+// match exactly, and k_total < Kt is an error. MR / NR depend on the ISA path and dtype, so
 // a packed operand is tied to the path that packed it (GemmPacked::isa); using it on another
 // path is an error (std::invalid_argument), as is a dtype or size mismatch. The packed data is
 // read-only during a GEMM and may be shared by any number of threads and calls.
@@ -102,7 +105,7 @@ struct GemmPacked {
   Isa isa = Isa::generic;       // the path whose MR / NR the layout uses
   GemmSide side = GemmSide::b;  // a: MR-row panels of an M x Kt matrix; b: NR-column panels of Kt x N
   int64_t outer = 0;            // M (side a) or N (side b)
-  int64_t k_total = 0;          // Kt, the concatenated reduction length
+  int64_t k_total = 0;          // the concatenated reduction length packed (a GEMM may use a prefix)
   int panel = 0;                // MR (side a) or NR (side b)
   const void* data = nullptr;   // ceil(outer / panel) * k_total * panel elements
 };
