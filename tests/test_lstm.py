@@ -88,20 +88,47 @@ def test_lstm_op_empty():
     assert out.shape == (0, 2, 4) and torch.equal(h, torch.zeros(2, 4)) and torch.equal(c, torch.zeros(2, 4))
 
 
-def test_lstm_op_inference_matches_training_path():
-    # Without save_for_backward the op works in a reused scratch buffer and returns empty
-    # gates / cells; results must equal the saving path's, call after call and size after size.
-    for T, B, I, H in [(4, 40, 9, 20), (2, 3, 5, 7), (6, 40, 9, 20)]:
-        args = [torch.randn(T, B, I), torch.randn(B, H), torch.randn(B, H), *[t.detach() for t in layer_args(I, H)]]
-        saved = torch.ops.bigmodel.lstm(*args)
-        light = torch.ops.bigmodel.lstm(*args, False, None, False)
-        for a, b in zip(saved[:3], light[:3]):
-            assert torch.equal(a, b)
-        assert light[3].shape == (0,) and light[4].shape == (0,)
-    with torch.no_grad():
-        w = layer_args(5, 6)
-        out, _ = ops.lstm(torch.randn(3, 2, 5), None, *w)
-    assert not out.requires_grad
+def check_inference(T, B, I, H, reverse=False, bias=True, lengths=None, dtype=torch.float32):
+    """The inference op (save_for_backward=False: on the CPU no gates are kept and, with the batch
+    split by rows, each step's input projection is done in cache) against the reference and the
+    saving path."""
+    tol = F32_TOL if dtype == torch.float32 else F64_TOL
+    w = [None if t is None else t.detach() for t in layer_args(I, H, bias, dtype)]
+    x, h0, c0 = torch.randn(T, B, I, dtype=dtype), torch.randn(B, H, dtype=dtype), torch.randn(B, H, dtype=dtype)
+    light = torch.ops.bigmodel.lstm(x, h0, c0, *w, reverse, lengths, False)
+    saved = torch.ops.bigmodel.lstm(x, h0, c0, *w, reverse, lengths, True)
+    ref_out, (ref_h, ref_c) = reference.lstm(x, [h0, c0], *w, reverse=reverse, lengths=lengths)
+    for got, kept, ref in zip(light[:3], saved[:3], (ref_out, ref_h, ref_c)):
+        torch.testing.assert_close(got, ref.to(dtype), **tol)
+        # the same two products per step, every element reduced in the same order: bitwise equal
+        assert torch.equal(got, kept)
+    assert light[3].shape == (0,) and light[4].shape == (0,)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_op_inference(isa, threads):
+    # One thread: the streaming path at every size. Two threads: rows split (B = 40, ragged per
+    # thread) streams; the hidden-unit split (B = 8, H = 128) takes scratch gates instead.
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rng = random.Random(threads * 7919 + (hash(isa) & 0xFFFF))
+        for _ in range(4):
+            check_inference(rng.randint(1, 5), rng.randint(1, 6), rng.choice([1, 3, 17, 40]),
+                            rng.choice([1, 7, 16, 33]), reverse=rng.random() < 0.5, bias=rng.random() < 0.7)
+        check_inference(4, 40, 9, 20)
+        check_inference(3, 41, 24, 72, reverse=True, bias=False)
+        check_inference(3, 8, 5, 128)
+        check_inference(5, 40, 6, 40, lengths=torch.sort(torch.randint(0, 6, (40,)), descending=True).values)
+        check_inference(6, 5, 7, 19, lengths=torch.tensor([6, 6, 4, 1, 0]))
+        check_inference(3, 6, 8, 70, reverse=True, dtype=torch.float64)
+        check_inference(0, 3, 4, 5)
+        check_inference(3, 0, 4, 5)
+        # calls of different sizes after each other reuse nothing stale
+        for T, B, I, H in [(4, 40, 9, 20), (2, 3, 5, 7), (6, 40, 9, 20)]:
+            check_inference(T, B, I, H)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_lstm_op_noncontiguous_input():

@@ -202,8 +202,127 @@ void forward_by_rows(const LstmParams& p, T* const hb[2], int nt) {
   }
 }
 
+// Inference (gates == cells == nullptr), split by batch rows: nothing of the T steps is kept, so
+// nothing of them goes through memory. Per step, each thread runs
+//   G  = x_t W_ih^T + (b_ih + b_hh)      K = I, beta = 0, into a (rows, 4H) block that stays in L2
+//   G += h_{t-1} W_hh^T                  K = H, beta = 1, on the same block
+// on weights packed once per call, then the cell update. The training path computes the same two
+// products (the first for all T steps as one GEMM into the saved (T, B, 4H) gates), with every
+// element reduced in the same order, so both paths give bitwise identical results; this one
+// saves three passes over the T*B*4H gates in memory.
+template <typename T>
+void forward_streaming(const LstmParams& p, int nt) {
+  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
+  const T* x = static_cast<const T*>(p.input);
+  T* output = static_cast<T*>(p.output);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* c0 = static_cast<const T*>(p.c0);
+  T* h_n = static_cast<T*>(p.h_n);
+  T* c_n = static_cast<T*>(p.c_n);
+
+  // W_ih^T (K = I, N = 4H) and W_hh^T (K = H, N = 4H), packed once and read by every thread.
+  Buffer wi_mem(gemm_packed_bytes(p.dtype, GemmSide::b, G4, I)), wh_mem(gemm_packed_bytes(p.dtype, GemmSide::b, G4, H));
+  const GemmPacked wi = pack_b(p.dtype, p.w_ih, 1, I, I, G4, wi_mem.data(), p.num_threads);
+  const GemmPacked wh = pack_b(p.dtype, p.w_hh, 1, H, H, G4, wh_mem.data(), p.num_threads);
+  Buffer bias_mem;
+  T* bias = nullptr;
+  if (p.has_bias) {
+    bias_mem.reset(G4 * sizeof(T));
+    bias = reinterpret_cast<T*>(bias_mem.data());
+    const T* bi = static_cast<const T*>(p.b_ih);
+    const T* bh = static_cast<const T*>(p.b_hh);
+    for (int64_t r = 0; r < G4; ++r) bias[r] = bi[r] + bh[r];
+  }
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    thread_rows(B, omp_get_thread_num(), omp_get_num_threads(), b0, b1);
+    const int64_t rows = b1 - b0;
+    // Per thread: the gate block (rows, 4H), h and c (rows, H) ping-pong, GEMM scratch.
+    Buffer g_mem(rows * G4 * sizeof(T)), s_mem(3 * rows * H * sizeof(T)), scratch;
+    T* g = reinterpret_cast<T*>(g_mem.data());
+    T* c = reinterpret_cast<T*>(s_mem.data());
+    T* hs[2] = {c + rows * H, c + 2 * rows * H};
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_units(hs[1] + r * H, h0 + (b0 + r) * H, 0, H);
+      copy_units(c + r * H, c0 + (b0 + r) * H, 0, H);
+    }
+    GemmParams gx, gh;  // G = x_t W_ih^T + b;  G += h_{t-1} W_hh^T
+    gx.dtype = gh.dtype = p.dtype;
+    gx.M = gh.M = rows;
+    gx.N = gh.N = G4;
+    gx.K = I;
+    gh.K = H;
+    gx.a = strided(x, I, 1);
+    gh.a = strided(hs[1], H, 1);
+    gx.b = packed(&wi);
+    gh.b = packed(&wh);
+    gx.c = gh.c = g;
+    gx.rs_c = gh.rs_c = G4;
+    gx.beta = 0.0;
+    gh.beta = 1.0;
+    if (bias) {
+      gx.epilogue.bias_kind = GemmBias::per_col;
+      gx.epilogue.bias = bias;
+    }
+    if (rows > 0) {
+      const int64_t sx = gemm_scratch_bytes(gx), sh = gemm_scratch_bytes(gh);
+      scratch.reset((sx > sh ? sx : sh) + 64);
+    }
+
+    for (int64_t s = 0; s < T_ && rows > 0; ++s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const int64_t active = active_rows(p.lengths, B, s);
+      const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
+      T* h_prev = hs[(s + 1) & 1];
+      T* h_next = hs[s & 1];
+      if (live > 0) {
+        gx.M = gh.M = live;
+        gx.a = strided(x + (t * B + b0) * I, I, 1);
+        gemm_single_thread(gx, scratch.data(), scratch.bytes());
+        gh.a = strided(h_prev, H, 1);
+        gemm_single_thread(gh, scratch.data(), scratch.bytes());
+      }
+      for (int64_t r = 0; r < live; ++r)
+        cell_forward_row(g + r * G4, c + r * H, c + r * H, output + (t * B + b0 + r) * H, h_next + r * H, H, 0, H);
+      for (int64_t r = live; r < rows; ++r) {  // past this row's length: zeros out, the state is carried
+        copy_units<T>(output + (t * B + b0 + r) * H, nullptr, 0, H);
+        copy_units(h_next + r * H, h_prev + r * H, 0, H);
+      }
+    }
+    const T* h_last = hs[(T_ + 1) & 1];
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_units(h_n + (b0 + r) * H, h_last + r * H, 0, H);
+      copy_units(c_n + (b0 + r) * H, c + r * H, 0, H);
+    }
+  }
+}
+
+template <typename T>
+void forward_saving(const LstmParams& p);
+
 template <typename T>
 void forward_impl(const LstmParams& p) {
+  // Inference: without saved gates and cells, the streaming path when the rows are split (the
+  // hidden-unit split's threads need the whole of h_{t-1}; it gets scratch gates and cells).
+  Buffer own;
+  LstmParams q = p;
+  if (p.gates == nullptr) {
+    const Split split = recurrence_split(p);
+    if (split.by_rows) {
+      forward_streaming<T>(p, split.threads);
+      return;
+    }
+    own.reset(p.T * p.B * 5 * p.H * sizeof(T));
+    q.gates = own.data();
+    q.cells = reinterpret_cast<T*>(own.data()) + p.T * p.B * 4 * p.H;
+  }
+  forward_saving<T>(q);
+}
+
+template <typename T>
+void forward_saving(const LstmParams& p) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
   T* gates = static_cast<T*>(p.gates);
   T* cells = static_cast<T*>(p.cells);
