@@ -14,6 +14,9 @@
 //      - by hidden units (small batches): thread k owns units [j0, j1), packs the four gate
 //        slices of W_hh^T that feed them, packs h_{t-1} once per step and runs four B x w x H
 //        products; one barrier per step, since the next step reads all of h_t.
+//   3. Inference (no gates / cells to save): no whole-sequence projection; each step is one GEMM
+//      G = [x_t | h_{t-1}] [W_ih | W_hh]^T + b into a gate block that stays in cache, split the
+//      same two ways (see forward_inference).
 // Backward (BPTT), one region, split the same way:
 //      pointwise: dG_t from dh = grad_output[t] + dh_rec and the saved gates / cells, dc carried
 //      in place, db accumulated (per thread) while dG_t is hot; then dh_rec = dG_t W_hh on a
