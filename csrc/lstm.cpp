@@ -135,29 +135,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   if (save_for_backward) {
     gates = empty_activation({p.T, p.B, 4 * p.H}, wopts);
     cells = empty_activation({p.T, p.B, p.H}, wopts);
-  } else {
-    // Inference: the gates / cells are scratch. On the CPU they live in a per-thread buffer kept
-    // across calls: a fresh multi-megabyte allocation is page-faulted and zeroed by the OS on
-    // first touch, which cost more than a third of an inference call at B64 T128 H512. (CUDA's
-    // caching allocator already reuses memory.)
-    at::Tensor scratch;
-    const int64_t need = p.T * p.B * 5 * p.H;
-    if (input.is_cpu()) {
-      static thread_local at::Tensor cached;
-      if (!cached.defined() || cached.scalar_type() != wopts.dtype().toScalarType() || cached.numel() < need)
-        cached = empty_activation({need}, wopts);
-      scratch = cached;
-    } else {
-      scratch = at::empty({need}, wopts);
-    }
+  } else if (!input.is_cpu()) {
+    // Inference on CUDA: the gates / cells are scratch (the caching allocator reuses the memory).
+    at::Tensor scratch = at::empty({p.T * p.B * 5 * p.H}, wopts);
     gates = scratch.narrow(0, 0, p.T * p.B * 4 * p.H).view({p.T, p.B, 4 * p.H});
     cells = scratch.narrow(0, p.T * p.B * 4 * p.H, p.T * p.B * p.H).view({p.T, p.B, p.H});
   }
+  // Inference on the CPU: no gates or cells at all (the kernel streams the steps through cache).
   p.output = output.mutable_data_ptr();
   p.h_n = h_n.mutable_data_ptr();
   p.c_n = c_n.mutable_data_ptr();
-  p.gates = gates.mutable_data_ptr();
-  p.cells = cells.mutable_data_ptr();
+  p.gates = gates.defined() ? gates.mutable_data_ptr() : nullptr;
+  p.cells = cells.defined() ? cells.mutable_data_ptr() : nullptr;
   run_kernel([&] { kernel(p); });
   if (!save_for_backward) return {output, h_n, c_n, at::empty({0}, wopts), at::empty({0}, wopts)};
   return {output, h_n, c_n, gates, cells};

@@ -88,20 +88,49 @@ def test_lstm_op_empty():
     assert out.shape == (0, 2, 4) and torch.equal(h, torch.zeros(2, 4)) and torch.equal(c, torch.zeros(2, 4))
 
 
-def test_lstm_op_inference_matches_training_path():
-    # Without save_for_backward the op works in a reused scratch buffer and returns empty
-    # gates / cells; results must equal the saving path's, call after call and size after size.
-    for T, B, I, H in [(4, 40, 9, 20), (2, 3, 5, 7), (6, 40, 9, 20)]:
-        args = [torch.randn(T, B, I), torch.randn(B, H), torch.randn(B, H), *[t.detach() for t in layer_args(I, H)]]
-        saved = torch.ops.bigmodel.lstm(*args)
-        light = torch.ops.bigmodel.lstm(*args, False, None, False)
-        for a, b in zip(saved[:3], light[:3]):
-            assert torch.equal(a, b)
-        assert light[3].shape == (0,) and light[4].shape == (0,)
-    with torch.no_grad():
-        w = layer_args(5, 6)
-        out, _ = ops.lstm(torch.randn(3, 2, 5), None, *w)
-    assert not out.requires_grad
+def check_inference(T, B, I, H, reverse=False, bias=True, lengths=None, dtype=torch.float32):
+    """The inference op (save_for_backward=False: on the CPU no gates are kept and each step is one
+    GEMM over [x_t | h]) against the reference and the saving path."""
+    tol = F32_TOL if dtype == torch.float32 else F64_TOL
+    w = [None if t is None else t.detach() for t in layer_args(I, H, bias, dtype)]
+    x, h0, c0 = torch.randn(T, B, I, dtype=dtype), torch.randn(B, H, dtype=dtype), torch.randn(B, H, dtype=dtype)
+    light = torch.ops.bigmodel.lstm(x, h0, c0, *w, reverse, lengths, False)
+    saved = torch.ops.bigmodel.lstm(x, h0, c0, *w, reverse, lengths, True)
+    ref_out, (ref_h, ref_c) = reference.lstm(x, [h0, c0], *w, reverse=reverse, lengths=lengths)
+    for got, kept, ref in zip(light[:3], saved[:3], (ref_out, ref_h, ref_c)):
+        torch.testing.assert_close(got, ref.to(dtype), **tol)
+        # the same math with the sums grouped differently (K = I + H in one GEMM per step)
+        torch.testing.assert_close(got, kept, rtol=1e-5, atol=1e-5)
+    assert light[3].shape == (0,) and light[4].shape == (0,)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_op_inference(isa, threads):
+    # One thread: rows at every size. Two threads: the rows split (B = 40, ragged per thread) and
+    # the hidden-unit split (B = 8, H = 128; B = 6, H = 70 with lengths).
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rng = random.Random(threads * 7919 + (hash(isa) & 0xFFFF))
+        for _ in range(4):
+            check_inference(rng.randint(1, 5), rng.randint(1, 6), rng.choice([1, 3, 17, 40]),
+                            rng.choice([1, 7, 16, 33]), reverse=rng.random() < 0.5, bias=rng.random() < 0.7)
+        check_inference(4, 40, 9, 20)
+        check_inference(3, 41, 24, 72, reverse=True, bias=False)
+        check_inference(3, 8, 5, 128)
+        check_inference(5, 40, 6, 40, lengths=torch.sort(torch.randint(0, 6, (40,)), descending=True).values)
+        check_inference(6, 5, 7, 19, lengths=torch.tensor([6, 6, 4, 1, 0]))
+        check_inference(5, 6, 11, 130, lengths=torch.tensor([5, 5, 3, 3, 1, 0]), bias=False)
+        check_inference(4, 8, 5, 128, reverse=True)
+        check_inference(3, 6, 8, 70, reverse=True, dtype=torch.float64)
+        check_inference(3, 4, 8, 150, dtype=torch.float64)
+        check_inference(0, 3, 4, 5)
+        check_inference(3, 0, 4, 5)
+        # calls of different sizes after each other reuse nothing stale
+        for T, B, I, H in [(4, 40, 9, 20), (2, 3, 5, 7), (6, 40, 9, 20)]:
+            check_inference(T, B, I, H)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_lstm_op_noncontiguous_input():
@@ -407,3 +436,20 @@ def test_regression_lstm_cell_errors_name_lstm_cell():
         ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8))
     with pytest.raises(ValueError, match=r"^lstm_cell: b_ih must have shape"):
         ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8, 2), torch.zeros(3), torch.zeros(3))
+
+
+def test_gate_nonlinearities_accuracy(isa):
+    # The float32 sigmoid / tanh are our own (rational fit, reciprocal estimate + Newton step).
+    # With W_ih = I, W_hh = 0, no bias and c0 = 0 the cell gives c' = sigmoid(i) tanh(g) and
+    # h' = sigmoid(o) tanh(c'): sweep the gate inputs densely and bound the error in float64.
+    n = 2048
+    x = torch.linspace(-12.0, 12.0, 4 * n).reshape(4, n)[torch.tensor([0, 1, 2, 3])]
+    x = torch.cat([x[:, torch.randperm(n)] for _ in range(2)], 1).reshape(1, -1)  # (1, 4H), H = 2n
+    H = 2 * n
+    w_ih, w_hh = torch.eye(4 * H), torch.zeros(4 * H, H)
+    h, c = ops.lstm_cell(x, (torch.zeros(1, H), torch.zeros(1, H)), w_ih, w_hh)
+    g = x.double().reshape(4, H)
+    c_ref = torch.sigmoid(g[0]) * torch.tanh(g[2])
+    h_ref = torch.sigmoid(g[3]) * torch.tanh(c_ref)
+    assert (c.double().reshape(-1) - c_ref).abs().max().item() < 1e-6
+    assert (h.double().reshape(-1) - h_ref).abs().max().item() < 1e-6

@@ -107,6 +107,22 @@ void run_lstm_case() {
   bmtest::expect_close(out.data(), want_out, tol, tol, what.str() + " output");
   bmtest::expect_close(hn.data(), h, tol, tol, what.str() + " h_n");
   bmtest::expect_close(cn.data(), c, tol, tol, what.str() + " c_n");
+  {  // inference: no gates / cells saved (each step one GEMM over [x_t | h]); same results
+    bmtest::Buffer<T> out2(T_ * B * H), hn2(B * H), cn2(B * H);
+    out2.fill(T(-777));
+    LstmParams q = p;
+    q.output = out2.data();
+    q.h_n = hn2.data();
+    q.c_n = cn2.data();
+    q.gates = q.cells = nullptr;
+    cpu::lstm_forward(q);
+    out2.check("lstm inference output");
+    hn2.check("lstm inference h_n");
+    cn2.check("lstm inference c_n");
+    bmtest::expect_close(out2.data(), want_out, tol, tol, what.str() + " inference output");
+    bmtest::expect_close(hn2.data(), h, tol, tol, what.str() + " inference h_n");
+    bmtest::expect_close(cn2.data(), c, tol, tol, what.str() + " inference c_n");
+  }
 
   // ---- backward, on the forward's saved gates / cells
   bmtest::Buffer<T> gout(T_ * B * H), ghn(B * H), gcn(B * H), ggates(T_ * B * G), gx(T_ * B * I), gh0(B * H), gc0(B * H),
@@ -222,5 +238,15 @@ BM_TEST(lstm_rejects_bad_parameters) {
     threw = std::strstr(e.what(), "non-increasing") != nullptr;
   }
   BM_CHECK(threw, "increasing lengths not rejected");
+  ++bmtest::cases_run();
+  p.lengths = nullptr;
+  p.cells = nullptr;  // gates without cells: neither the saving nor the inference form
+  threw = false;
+  try {
+    cpu::lstm_forward(p);
+  } catch (const std::invalid_argument& e) {
+    threw = std::strstr(e.what(), "gates and cells") != nullptr;
+  }
+  BM_CHECK(threw, "gates without cells not rejected");
   ++bmtest::cases_run();
 }

@@ -225,6 +225,16 @@ void tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* c, int64_
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
 
+  // C is read after the k loop (beta != 0 or a later K block); fetch its lines now, so a C that
+  // sits in memory (the LSTM's gate pre-activations, written long before) does not stall the merge.
+  if (s.merge != Merge::overwrite && cs_c == 1) {
+#pragma GCC unroll 32
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < (NV * S * static_cast<int>(sizeof(T)) + 63) / 64; ++j)
+        __builtin_prefetch(reinterpret_cast<const char*>(c + i * rs_c) + 64 * j, 0, 3);
+  }
+
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     V bv[NV];

@@ -46,8 +46,6 @@ void check_common(const LstmParams& p) {
     need(p.b_hh, "b_hh");
   }
   if (p.T > 0 && any) {
-    need(p.gates, "gates");
-    need(p.cells, "cells");
     need(p.output, "output");
     if (p.I > 0) need(p.input, "input");
   }
@@ -61,6 +59,9 @@ void lstm_forward(const LstmParams& p) {
     need(p.h_n, "h_n");
     need(p.c_n, "c_n");
   }
+  // gates and cells: both set (saved for the backward) or both null (inference).
+  if ((p.gates == nullptr) != (p.cells == nullptr))
+    fail("gates and cells must both be given (saved for the backward) or both be null (inference)");
   BIGMODEL_ISA_CALL(lstm_forward, p);
 }
 
@@ -69,7 +70,11 @@ void lstm_backward(const LstmParams& p) {
   if (p.B > 0) {
     need(p.grad_h0, "grad_h0");
     need(p.grad_c0, "grad_c0");
-    if (p.T > 0) need(p.grad_gates, "grad_gates");
+    if (p.T > 0) {
+      need(p.gates, "gates");
+      need(p.cells, "cells");
+      need(p.grad_gates, "grad_gates");
+    }
     if (p.T > 0 && p.I > 0) need(p.grad_input, "grad_input");
   }
   need(p.grad_w_hh, "grad_w_hh");

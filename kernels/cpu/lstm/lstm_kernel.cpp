@@ -14,6 +14,9 @@
 //      - by hidden units (small batches): thread k owns units [j0, j1), packs the four gate
 //        slices of W_hh^T that feed them, packs h_{t-1} once per step and runs four B x w x H
 //        products; one barrier per step, since the next step reads all of h_t.
+//   3. Inference (no gates / cells to save): no whole-sequence projection; each step is one GEMM
+//      G = [x_t | h_{t-1}] [W_ih | W_hh]^T + b into a gate block that stays in cache, split the
+//      same two ways (see forward_inference).
 // Backward (BPTT), one region, split the same way:
 //      pointwise: dG_t from dh = grad_output[t] + dh_rec and the saved gates / cells, dc carried
 //      in place, db accumulated (per thread) while dG_t is hot; then dh_rec = dG_t W_hh on a
@@ -202,8 +205,216 @@ void forward_by_rows(const LstmParams& p, T* const hb[2], int nt) {
   }
 }
 
+// Inference (gates == cells == nullptr): nothing of the T steps is kept, so nothing of them goes
+// through memory. Each step is ONE GEMM over K = I + H,
+//   G = [x_t | h_{t-1}] [W_ih | W_hh]^T + (b_ih + b_hh)          beta = 0
+// on the concatenated weight packed once per call, into a gate block that stays in cache, then
+// the cell update, which writes h_t straight into the next step's A operand. Against the
+// training path (the input projection of all T steps as one GEMM into the saved (T, B, 4H)
+// gates, then per step G_t += h_{t-1} W_hh^T) this saves three passes over the gates in memory
+// and one or two C merges per step; the GEMM work is the same. Every element is reduced in the
+// same order whichever way the work is split, so inference is bitwise identical at any thread
+// count; against the training path it differs by float32 rounding (the sums are grouped
+// differently).
+//   wcat: [W_ih | W_hh] (4H, K) row-major; bias: 4H or null.
+template <typename T>
+void inference_by_rows(const LstmParams& p, int nt, const T* wcat, const T* bias) {
+  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H, K = I + H;
+  const T* x = static_cast<const T*>(p.input);
+  T* output = static_cast<T*>(p.output);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* c0 = static_cast<const T*>(p.c0);
+  T* h_n = static_cast<T*>(p.h_n);
+  T* c_n = static_cast<T*>(p.c_n);
+  // [W_ih | W_hh]^T (K x 4H), packed once and read by every thread.
+  Buffer w_mem(gemm_packed_bytes(p.dtype, GemmSide::b, G4, K));
+  const GemmPacked w = pack_b(p.dtype, wcat, 1, K, K, G4, w_mem.data(), p.num_threads);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    thread_rows(B, omp_get_thread_num(), omp_get_num_threads(), b0, b1);
+    const int64_t rows = b1 - b0;
+    // Per thread: A = [x_t | h] (rows, K), the gate block (rows, 4H), c (rows, H), GEMM scratch.
+    Buffer a_mem(rows * K * sizeof(T)), g_mem(rows * G4 * sizeof(T)), c_mem(rows * H * sizeof(T)), scratch;
+    T* a = reinterpret_cast<T*>(a_mem.data());
+    T* g = reinterpret_cast<T*>(g_mem.data());
+    T* c = reinterpret_cast<T*>(c_mem.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_units(a + r * K + I, h0 + (b0 + r) * H, 0, H);
+      copy_units(c + r * H, c0 + (b0 + r) * H, 0, H);
+    }
+    GemmParams gp;
+    gp.dtype = p.dtype;
+    gp.M = rows;
+    gp.N = G4;
+    gp.K = K;
+    gp.a = strided(a, K, 1);
+    gp.b = packed(&w);
+    gp.c = g;
+    gp.rs_c = G4;
+    gp.beta = 0.0;
+    if (bias) {
+      gp.epilogue.bias_kind = GemmBias::per_col;
+      gp.epilogue.bias = bias;
+    }
+    if (rows > 0) scratch.reset(gemm_scratch_bytes(gp) + 64);
+
+    for (int64_t s = 0; s < T_ && rows > 0; ++s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const int64_t active = active_rows(p.lengths, B, s);
+      const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
+      for (int64_t r = 0; r < live; ++r) copy_units(a + r * K, x + (t * B + b0 + r) * I, 0, I);
+      if (live > 0) {
+        gp.M = live;
+        gemm_single_thread(gp, scratch.data(), scratch.bytes());
+      }
+      for (int64_t r = 0; r < live; ++r)
+        cell_forward_row(g + r * G4, c + r * H, c + r * H, output + (t * B + b0 + r) * H, a + r * K + I, H, 0, H);
+      for (int64_t r = live; r < rows; ++r)  // past this row's length: zeros out, the state is carried
+        copy_units<T>(output + (t * B + b0 + r) * H, nullptr, 0, H);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      copy_units(h_n + (b0 + r) * H, a + r * K + I, 0, H);
+      copy_units(c_n + (b0 + r) * H, c + r * H, 0, H);
+    }
+  }
+}
+
+// Inference split by hidden units (small batches on several threads): thread k owns units
+// [j0, j1) and, per step, packs [x_t | h_{t-1}] (all rows) once as the A operand of four
+// products with its slices of [W_ih | W_hh]^T (one per gate, packed once), into a (B, 4w) gate
+// block; h_t goes to a shared ping-pong buffer, one barrier per step.
+template <typename T>
+void inference_by_units(const LstmParams& p, int nt, const T* wcat, const T* bias) {
+  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, K = I + H;
+  const T* x = static_cast<const T*>(p.input);
+  T* output = static_cast<T*>(p.output);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* c0 = static_cast<const T*>(p.c0);
+  T* h_n = static_cast<T*>(p.h_n);
+  T* c_n = static_cast<T*>(p.c_n);
+  // Shared: h ping-pong (h0 first) and c, each (B, H); every thread updates its own units.
+  Buffer state(3 * B * H * sizeof(T));
+  T* c = reinterpret_cast<T*>(state.data());
+  T* const hb[2] = {c + B * H, c + 2 * B * H};
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int k = omp_get_thread_num(), n_threads = omp_get_num_threads();
+    int64_t j0, j1;
+    thread_units(H, k, n_threads, j0, j1);
+    const int64_t w = j1 - j0;
+    for (int64_t b = 0; b < B; ++b) {
+      copy_units(hb[1] + b * H, h0 + b * H, j0, j1);
+      copy_units(c + b * H, c0 + b * H, j0, j1);
+    }
+    Buffer pack_mem, a_mem, a_packed_mem, g_mem, scratch;
+    GemmPacked pk[4], a_packed;
+    GemmParams gp;
+    T* a = nullptr;
+    T* g = nullptr;
+    const int64_t pb = align64(gemm_packed_bytes(p.dtype, GemmSide::b, w, K));
+    if (w > 0 && T_ > 0 && B > 0) {
+      pack_mem.reset(4 * pb);
+      for (int q = 0; q < 4; ++q)
+        pk[q] = pack_b(p.dtype, wcat + (q * H + j0) * K, 1, K, K, w, pack_mem.data() + q * pb);
+      a_mem.reset(B * K * sizeof(T));
+      a = reinterpret_cast<T*>(a_mem.data());
+      a_packed_mem.reset(gemm_packed_bytes(p.dtype, GemmSide::a, B, K));
+      g_mem.reset(B * 4 * w * sizeof(T));
+      g = reinterpret_cast<T*>(g_mem.data());
+      gp.dtype = p.dtype;
+      gp.M = B;
+      gp.N = w;
+      gp.K = K;
+      gp.a = packed(&a_packed);  // packed every step (sizing needs only the kind)
+      gp.b = packed(&pk[0]);
+      gp.c = g;
+      gp.rs_c = 4 * w;
+      gp.beta = 0.0;
+      if (bias) gp.epilogue.bias_kind = GemmBias::per_col;
+      scratch.reset(gemm_scratch_bytes(gp) + 64);
+    }
+#pragma omp barrier
+
+    for (int64_t s = 0; s < T_; ++s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const T* h_prev = hb[(s + 1) & 1];
+      T* h_next = hb[s & 1];
+      const int64_t rows = active_rows(p.lengths, B, s);
+      if (w > 0) {
+        if (rows > 0) {
+          for (int64_t b = 0; b < rows; ++b) {
+            copy_units(a + b * K, x + (t * B + b) * I, 0, I);
+            copy_units(a + b * K + I, h_prev + b * H, 0, H);
+          }
+          gp.M = rows;
+          a_packed = pack_a(p.dtype, a, rows, K, a_packed_mem.data());
+          for (int q = 0; q < 4; ++q) {
+            gp.b = packed(&pk[q]);
+            gp.c = g + q * w;
+            if (bias) gp.epilogue.bias = bias + q * H + j0;
+            gemm_single_thread(gp, scratch.data(), scratch.bytes());
+          }
+        }
+        for (int64_t b = 0; b < rows; ++b)  // the block's gates of unit j0 + u sit at q * w + u
+          cell_forward_row(g + b * 4 * w, c + b * H + j0, c + b * H + j0, output + (t * B + b) * H + j0,
+                           h_next + b * H + j0, w, 0, w);
+        for (int64_t b = rows; b < B; ++b) {  // past this row's length: carry the state
+          copy_units(h_next + b * H, h_prev + b * H, j0, j1);
+          copy_units<T>(output + (t * B + b) * H, nullptr, j0, j1);
+        }
+      }
+#pragma omp barrier
+    }
+    const T* h_last = hb[(T_ + 1) & 1];
+    for (int64_t b = 0; b < B; ++b) {
+      copy_units(h_n + b * H, h_last + b * H, j0, j1);
+      copy_units(c_n + b * H, c + b * H, j0, j1);
+    }
+  }
+}
+
+template <typename T>
+void forward_inference(const LstmParams& p, const Split& split) {
+  const int64_t I = p.I, H = p.H, G4 = 4 * H, K = I + H;
+  Buffer cat_mem(G4 * K * sizeof(T)), bias_mem;
+  T* wcat = reinterpret_cast<T*>(cat_mem.data());
+  const T* w_ih = static_cast<const T*>(p.w_ih);
+  const T* w_hh = static_cast<const T*>(p.w_hh);
+  for (int64_t r = 0; r < G4; ++r) {
+    for (int64_t k = 0; k < I; ++k) wcat[r * K + k] = w_ih[r * I + k];
+    for (int64_t k = 0; k < H; ++k) wcat[r * K + I + k] = w_hh[r * H + k];
+  }
+  T* bias = nullptr;
+  if (p.has_bias) {
+    bias_mem.reset(G4 * sizeof(T));
+    bias = reinterpret_cast<T*>(bias_mem.data());
+    const T* bi = static_cast<const T*>(p.b_ih);
+    const T* bh = static_cast<const T*>(p.b_hh);
+    for (int64_t r = 0; r < G4; ++r) bias[r] = bi[r] + bh[r];
+  }
+  if (split.by_rows)
+    inference_by_rows<T>(p, split.threads, wcat, bias);
+  else
+    inference_by_units<T>(p, split.threads, wcat, bias);
+}
+
+template <typename T>
+void forward_saving(const LstmParams& p);
+
 template <typename T>
 void forward_impl(const LstmParams& p) {
+  if (p.gates == nullptr) {  // inference (lstm.cpp checked that cells is null too)
+    forward_inference<T>(p, recurrence_split(p));
+    return;
+  }
+  forward_saving<T>(p);
+}
+
+template <typename T>
+void forward_saving(const LstmParams& p) {
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
   T* gates = static_cast<T*>(p.gates);
   T* cells = static_cast<T*>(p.cells);

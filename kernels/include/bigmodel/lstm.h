@@ -56,6 +56,9 @@ struct LstmParams {
   void* c_n = nullptr;          // (B, H)
   void* gates = nullptr;        // (T, B, 4H) work_dtype: activated i, f, g, o (read by the backward)
   void* cells = nullptr;        // (T, B, H) work_dtype: c_t (read by the backward)
+  // CPU forward only: gates and cells both null means inference. Nothing is saved, and each step
+  // is one GEMM over [x_t | h_{t-1}] (K = I + H) into a block that stays in cache, instead of the
+  // input projection of all T steps written to memory first (results agree to rounding).
 
   // Backward: reads input, h0, c0, w_ih, w_hh, output, gates, cells (as the forward left them)
   // and the incoming gradients; any of these three may be null, meaning zeros.
