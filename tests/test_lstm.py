@@ -107,7 +107,7 @@ def check_inference(T, B, I, H, reverse=False, bias=True, lengths=None, dtype=to
 @pytest.mark.parametrize("threads", [1, 2])
 def test_lstm_op_inference(isa, threads):
     # One thread: rows at every size. Two threads: the rows split (B = 40, ragged per thread) and
-    # the hidden-unit split (B = 8, H = 128; B = 6, H = 70 with lengths).
+    # the hidden-unit split (B = 8, H = 128; B = 6, H = 130 with lengths).
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -124,6 +124,12 @@ def test_lstm_op_inference(isa, threads):
         check_inference(4, 8, 5, 128, reverse=True)
         check_inference(3, 6, 8, 70, reverse=True, dtype=torch.float64)
         check_inference(3, 4, 8, 150, dtype=torch.float64)
+        # rows per thread filling whole NR-wide tiles (32 / 64 on AVX-512, 16 / 32 on AVX2): the
+        # product is transposed, the state kept units x rows
+        check_inference(3, 64, 9, 20)
+        check_inference(4, 32, 24, 40, reverse=True, bias=False)
+        check_inference(5, 64, 6, 33, lengths=torch.sort(torch.randint(0, 6, (64,)), descending=True).values)
+        check_inference(3, 32, 8, 20, dtype=torch.float64)
         check_inference(0, 3, 4, 5)
         check_inference(3, 0, 4, 5)
         # calls of different sizes after each other reuse nothing stale

@@ -116,6 +116,7 @@ GemmPacked pack_a(DType dt, const void* src, int64_t rows, int64_t K, void* dst)
 }
 
 BM_INLINE int64_t align64(int64_t bytes) { return (bytes + 63) & ~int64_t(63); }
+BM_INLINE int64_t round_up64(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 // Number of rows with lengths[b] > s (lengths non-increasing); B without lengths.
 BM_INLINE int64_t active_rows(const int64_t* lengths, int64_t B, int64_t s) {
@@ -281,6 +282,95 @@ void inference_by_rows(const LstmParams& p, int nt, const T* wcat, const T* bias
   }
 }
 
+// inference_by_rows with the product transposed, for thread row counts that fill whole NR-wide
+// register tiles (32 or 64 rows on AVX-512, where M = rows would leave a partial 14-row tile):
+//   G^T = [W_ih | W_hh] [x_t | h_{t-1}]^T + b        M = 4H, N = rows, K = I + H
+// with the weight packed once as the A operand, and the state kept transposed (units x rows):
+// the B operand's lower H rows are h^T, written by the cell update (vectors over batch rows),
+// its upper I rows x_t^T, copied in each step. Every element is the same sum in the same order
+// as in the untransposed form (a * b == b * a, same k blocks), so the results are bitwise equal.
+template <typename T>
+void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bias) {
+  const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H, K = I + H;
+  const T* x = static_cast<const T*>(p.input);
+  T* output = static_cast<T*>(p.output);
+  const T* h0 = static_cast<const T*>(p.h0);
+  const T* c0 = static_cast<const T*>(p.c0);
+  T* h_n = static_cast<T*>(p.h_n);
+  T* c_n = static_cast<T*>(p.c_n);
+  // [W_ih | W_hh] (4H x K), packed once as the A operand and read by every thread.
+  Buffer w_mem(gemm_packed_bytes(p.dtype, GemmSide::a, G4, K));
+  GemmPackParams pp;
+  pp.dtype = p.dtype;
+  pp.side = GemmSide::a;
+  pp.outer = G4;
+  pp.K = K;
+  pp.src = strided(wcat, K, 1);
+  pp.dst = w_mem.data();
+  pp.num_threads = p.num_threads;
+  const GemmPacked w = gemm_pack(pp);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    thread_rows(B, omp_get_thread_num(), omp_get_num_threads(), b0, b1);
+    const int64_t R = b1 - b0;  // this thread's rows: the leading dimension of its transposed blocks
+    // Per thread: B = [x_t^T ; h^T] (K, R), G^T (4H, R), c^T (H, R), GEMM scratch.
+    Buffer b_mem(K * R * sizeof(T)), g_mem(G4 * R * sizeof(T)), c_mem(H * R * sizeof(T)), scratch;
+    T* bt = reinterpret_cast<T*>(b_mem.data());
+    T* ht = bt + I * R;
+    T* g = reinterpret_cast<T*>(g_mem.data());
+    T* c = reinterpret_cast<T*>(c_mem.data());
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < H; ++j) {
+        ht[j * R + r] = h0[(b0 + r) * H + j];
+        c[j * R + r] = c0[(b0 + r) * H + j];
+      }
+    GemmParams gp;
+    gp.dtype = p.dtype;
+    gp.M = G4;
+    gp.N = R;
+    gp.K = K;
+    gp.a = packed(&w);
+    gp.b = strided(bt, R, 1);
+    gp.c = g;
+    gp.rs_c = R;
+    gp.beta = 0.0;
+    if (bias) {
+      gp.epilogue.bias_kind = GemmBias::per_row;
+      gp.epilogue.bias = bias;
+    }
+    if (R > 0) scratch.reset(gemm_scratch_bytes(gp) + 64);
+
+    for (int64_t s = 0; s < T_ && R > 0; ++s) {
+      const int64_t t = p.reverse ? T_ - 1 - s : s;
+      const int64_t active = active_rows(p.lengths, B, s);
+      const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
+      const T* xt = x + (t * B + b0) * I;
+      for (int64_t r = 0; r < live; ++r)
+        for (int64_t k = 0; k < I; ++k) bt[k * R + r] = xt[r * I + k];
+      if (live > 0) {
+        gp.N = live;
+        gemm_single_thread(gp, scratch.data(), scratch.bytes());
+      }
+      // Unit j's four gates for rows [0, live) sit at g[(q H + j) R + r]: cell_forward_row's
+      // layout with a gate stride of H * R, run over the rows instead of the units.
+      for (int64_t j = 0; j < H && live > 0; ++j)
+        cell_forward_row(g + j * R, c + j * R, c + j * R, ht + j * R, ht + j * R, H * R, 0, live);
+      T* out = output + (t * B + b0) * H;
+      for (int64_t r = 0; r < live; ++r)
+        for (int64_t j = 0; j < H; ++j) out[r * H + j] = ht[j * R + r];
+      for (int64_t r = live; r < R; ++r)  // past this row's length: zeros out, the state is carried
+        copy_units<T>(out + r * H, nullptr, 0, H);
+    }
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < H; ++j) {
+        h_n[(b0 + r) * H + j] = ht[j * R + r];
+        c_n[(b0 + r) * H + j] = c[j * R + r];
+      }
+  }
+}
+
 // Inference split by hidden units (small batches on several threads): thread k owns units
 // [j0, j1) and, per step, packs [x_t | h_{t-1}] (all rows) once as the A operand of four
 // products with its slices of [W_ih | W_hh]^T (one per gate, packed once), into a (B, 4w) gate
@@ -395,7 +485,14 @@ void forward_inference(const LstmParams& p, const Split& split) {
     const T* bh = static_cast<const T*>(p.b_hh);
     for (int64_t r = 0; r < G4; ++r) bias[r] = bi[r] + bh[r];
   }
-  if (split.by_rows)
+  // By rows: the transposed form when a thread's rows fill whole NR-wide tiles better than
+  // they fill MR-high ones (e.g. 32 rows: one 32-wide tile vs 14 + 14 + 4).
+  const GemmBlocking bl = gemm_blocking(p.dtype);
+  const int64_t rows = (p.B + split.threads - 1) / split.threads;
+  const bool transposed = rows >= bl.NR && round_up64(rows, bl.NR) < round_up64(rows, bl.MR);
+  if (split.by_rows && transposed)
+    inference_by_rows_t<T>(p, split.threads, wcat, bias);
+  else if (split.by_rows)
     inference_by_rows<T>(p, split.threads, wcat, bias);
   else
     inference_by_units<T>(p, split.threads, wcat, bias);
