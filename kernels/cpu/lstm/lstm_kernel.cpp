@@ -33,6 +33,7 @@
 #include "bigmodel/lstm.h"
 #include "cpu/lstm/lstm_pointwise.h"
 #include "cpu/simd.h"
+#include "cpu/transpose.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
@@ -282,28 +283,6 @@ void inference_by_rows(const LstmParams& p, int nt, const T* wcat, const T* bias
   }
 }
 
-// dst[a * ld_d + b] = src[b * ld_s + a] for a < rows, b < cols: Vec-sized square blocks are
-// transposed in registers, the edges element by element.
-template <typename T>
-void transpose_copy(T* dst, int64_t ld_d, const T* src, int64_t ld_s, int64_t rows, int64_t cols) {
-  using V = Vec<T>;
-  constexpr int S = V::size;
-  int64_t a = 0;
-  for (; a + S <= rows; a += S) {
-    int64_t b = 0;
-    for (; b + S <= cols; b += S) {
-      V blk[S];
-      for (int q = 0; q < S; ++q) blk[q] = V::load(src + (b + q) * ld_s + a);
-      V::transpose(blk);
-      for (int q = 0; q < S; ++q) blk[q].store(dst + (a + q) * ld_d + b);
-    }
-    for (; b < cols; ++b)
-      for (int q = 0; q < S; ++q) dst[(a + q) * ld_d + b] = src[b * ld_s + a + q];
-  }
-  for (; a < rows; ++a)
-    for (int64_t b = 0; b < cols; ++b) dst[a * ld_d + b] = src[b * ld_s + a];
-}
-
 // inference_by_rows with the product transposed, for thread row counts that fill whole NR-wide
 // register tiles (32 or 64 rows on AVX-512, where M = rows would leave a partial 14-row tile):
 //   G^T = [W_ih | W_hh] [x_t | h_{t-1}]^T + b        M = 4H, N = rows, K = I + H
@@ -343,8 +322,8 @@ void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bi
     T* ht = bt + I * R;
     T* g = reinterpret_cast<T*>(g_mem.data());
     T* c = reinterpret_cast<T*>(c_mem.data());
-    transpose_copy(ht, R, h0 + b0 * H, H, H, R);
-    transpose_copy(c, R, c0 + b0 * H, H, H, R);
+    transpose_2d(h0 + b0 * H, H, ht, R, R, H);
+    transpose_2d(c0 + b0 * H, H, c, R, R, H);
     GemmParams gp;
     gp.dtype = p.dtype;
     gp.M = G4;
@@ -366,7 +345,7 @@ void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bi
       const int64_t active = active_rows(p.lengths, B, s);
       const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
       const T* xt = x + (t * B + b0) * I;
-      transpose_copy(bt, R, xt, I, I, live);
+      transpose_2d(xt, I, bt, R, live, I);
       if (live > 0) {
         gp.N = live;
         gemm_single_thread(gp, scratch.data(), scratch.bytes());
@@ -376,12 +355,12 @@ void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bi
       for (int64_t j = 0; j < H && live > 0; ++j)
         cell_forward_row(g + j * R, c + j * R, c + j * R, ht + j * R, ht + j * R, H * R, 0, live);
       T* out = output + (t * B + b0) * H;
-      transpose_copy(out, H, ht, R, live, H);
+      transpose_2d(ht, R, out, H, H, live);
       for (int64_t r = live; r < R; ++r)  // past this row's length: zeros out, the state is carried
         copy_units<T>(out + r * H, nullptr, 0, H);
     }
-    transpose_copy(h_n + b0 * H, H, ht, R, R, H);
-    transpose_copy(c_n + b0 * H, H, c, R, R, H);
+    transpose_2d(ht, R, h_n + b0 * H, H, H, R);
+    transpose_2d(c, R, c_n + b0 * H, H, H, R);
   }
 }
 
