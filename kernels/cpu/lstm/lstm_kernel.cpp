@@ -133,6 +133,25 @@ BM_INLINE int64_t active_rows(const int64_t* lengths, int64_t B, int64_t s) {
   return lo;
 }
 
+// The end of the rows [b0, ...) of [b0, b1) that take part in step s (a prefix; see active_rows).
+BM_INLINE int64_t live_end(const int64_t* lengths, int64_t B, int64_t s, int64_t b0, int64_t b1) {
+  const int64_t active = active_rows(lengths, B, s);
+  return active < b0 ? b0 : (active > b1 ? b1 : active);
+}
+
+// b_ih + b_hh (4H) into `mem`, or null without bias.
+template <typename T>
+T* combined_bias(const LstmParams& p, Buffer& mem) {
+  if (!p.has_bias) return nullptr;
+  const int64_t G4 = 4 * p.H;
+  mem.reset(G4 * sizeof(T));
+  T* b = reinterpret_cast<T*>(mem.data());
+  const T* bi = static_cast<const T*>(p.b_ih);
+  const T* bh = static_cast<const T*>(p.b_hh);
+  for (int64_t r = 0; r < G4; ++r) b[r] = bi[r] + bh[r];
+  return b;
+}
+
 // ---- forward -----------------------------------------------------------------------------------
 
 // The recurrence split by batch rows: thread k runs rows [b0, b1) through every step, alone.
@@ -181,8 +200,7 @@ void forward_by_rows(const LstmParams& p, T* const hb[2], int nt) {
       T* h_next = hb[s & 1];
       const T* c_prev = s == 0 ? c0 : cells + t_prev * B * H;
       T* g_t = gates + t * B * G4;
-      const int64_t active = active_rows(p.lengths, B, s);
-      const int64_t b_live = active < b0 ? b0 : (active > b1 ? b1 : active);  // rows [b0, b_live) run
+      const int64_t b_live = live_end(p.lengths, B, s, b0, b1);  // rows [b0, b_live) run
       if (b_live > b0) {
         gp.M = b_live - b0;
         gp.a = strided(h_prev + b0 * H, H, 1);
@@ -264,8 +282,7 @@ void inference_by_rows(const LstmParams& p, int nt, const T* wcat, const T* bias
 
     for (int64_t s = 0; s < T_ && rows > 0; ++s) {
       const int64_t t = p.reverse ? T_ - 1 - s : s;
-      const int64_t active = active_rows(p.lengths, B, s);
-      const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
+      const int64_t live = live_end(p.lengths, B, s, b0, b1) - b0;  // rows [0, live) run
       for (int64_t r = 0; r < live; ++r) copy_units(a + r * K, x + (t * B + b0 + r) * I, 0, I);
       if (live > 0) {
         gp.M = live;
@@ -342,8 +359,7 @@ void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bi
 
     for (int64_t s = 0; s < T_ && R > 0; ++s) {
       const int64_t t = p.reverse ? T_ - 1 - s : s;
-      const int64_t active = active_rows(p.lengths, B, s);
-      const int64_t live = (active < b0 ? b0 : (active > b1 ? b1 : active)) - b0;  // rows [0, live) run
+      const int64_t live = live_end(p.lengths, B, s, b0, b1) - b0;  // rows [0, live) run
       const T* xt = x + (t * B + b0) * I;
       transpose_2d(xt, I, bt, R, live, I);
       if (live > 0) {
@@ -470,14 +486,7 @@ void forward_inference(const LstmParams& p, const Split& split) {
     for (int64_t k = 0; k < I; ++k) wcat[r * K + k] = w_ih[r * I + k];
     for (int64_t k = 0; k < H; ++k) wcat[r * K + I + k] = w_hh[r * H + k];
   }
-  T* bias = nullptr;
-  if (p.has_bias) {
-    bias_mem.reset(G4 * sizeof(T));
-    bias = reinterpret_cast<T*>(bias_mem.data());
-    const T* bi = static_cast<const T*>(p.b_ih);
-    const T* bh = static_cast<const T*>(p.b_hh);
-    for (int64_t r = 0; r < G4; ++r) bias[r] = bi[r] + bh[r];
-  }
+  T* bias = combined_bias<T>(p, bias_mem);
   // By rows: the transposed form when a thread's rows fill whole NR-wide tiles better than
   // they fill MR-high ones (e.g. 32 rows: one 32-wide tile vs 14 + 14 + 4).
   const GemmBlocking bl = gemm_blocking(p.dtype);
@@ -525,12 +534,7 @@ void forward_saving(const LstmParams& p) {
     gp.c = gates;
     gp.rs_c = G4;
     gp.cs_c = 1;
-    if (p.has_bias) {
-      bias.reset(G4 * sizeof(T));
-      T* b = reinterpret_cast<T*>(bias.data());
-      const T* bi = static_cast<const T*>(p.b_ih);
-      const T* bh = static_cast<const T*>(p.b_hh);
-      for (int64_t r = 0; r < G4; ++r) b[r] = bi[r] + bh[r];
+    if (const T* b = combined_bias<T>(p, bias)) {
       gp.epilogue.bias_kind = GemmBias::per_col;
       gp.epilogue.bias = b;
     }
@@ -673,8 +677,7 @@ void backward_by_rows(const LstmParams& p, T* dh_rec, T* dc, T* db_parts, int nt
       const int64_t t = p.reverse ? T_ - 1 - s : s;
       const int64_t t_prev = p.reverse ? t + 1 : t - 1;
       const T* c_prev = s == 0 ? c0 : cells + t_prev * B * H;
-      const int64_t active = active_rows(p.lengths, B, s);
-      const int64_t b_live = active < b0 ? b0 : (active > b1 ? b1 : active);
+      const int64_t b_live = live_end(p.lengths, B, s, b0, b1);
       T* dg_t = dG + t * B * G4;
       for (int64_t b = b0; b < b_live; ++b) {
         const int64_t r = t * B + b;
