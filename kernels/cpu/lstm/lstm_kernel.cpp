@@ -104,7 +104,7 @@ GemmPacked pack_b(DType dt, const void* src, int64_t rs, int64_t cs, int64_t K, 
 }
 
 // Packs the rows x K row-major matrix src (leading dimension K) as an A operand into `dst`.
-GemmPacked pack_a(DType dt, const void* src, int64_t rows, int64_t K, void* dst) {
+GemmPacked pack_a(DType dt, const void* src, int64_t rows, int64_t K, void* dst, int threads = 1) {
   GemmPackParams pp;
   pp.dtype = dt;
   pp.side = GemmSide::a;
@@ -112,7 +112,7 @@ GemmPacked pack_a(DType dt, const void* src, int64_t rows, int64_t K, void* dst)
   pp.K = K;
   pp.src = strided(src, K, 1);
   pp.dst = dst;
-  pp.num_threads = 1;
+  pp.num_threads = threads;
   return gemm_pack(pp);
 }
 
@@ -318,15 +318,7 @@ void inference_by_rows_t(const LstmParams& p, int nt, const T* wcat, const T* bi
   T* c_n = static_cast<T*>(p.c_n);
   // [W_ih | W_hh] (4H x K), packed once as the A operand and read by every thread.
   Buffer w_mem(gemm_packed_bytes(p.dtype, GemmSide::a, G4, K));
-  GemmPackParams pp;
-  pp.dtype = p.dtype;
-  pp.side = GemmSide::a;
-  pp.outer = G4;
-  pp.K = K;
-  pp.src = strided(wcat, K, 1);
-  pp.dst = w_mem.data();
-  pp.num_threads = p.num_threads;
-  const GemmPacked w = gemm_pack(pp);
+  const GemmPacked w = pack_a(p.dtype, wcat, G4, K, w_mem.data(), p.num_threads);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
