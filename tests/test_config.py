@@ -35,6 +35,9 @@ def test_config_layers_defaults_file_and_flags(tmp_path):
     ("epochs: three\n", "c.yaml", "option 'epochs' must be an integer"),
     ("optimizer: rmsprop\n", "c.yaml", "option 'optimizer' must be one of sgd, adam, adamw"),
     ("lr: -1\n", "c.yaml", "option 'lr' must be positive"),
+    ("lr: fast\n", "c.yaml", "option 'lr' must be a number, got 'fast'"),
+    ("lr: .inf\n", "c.yaml", "option 'lr' must be a finite number, got inf"),
+    ("lr = nan\n", "c.toml", "option 'lr' must be a finite number, got nan"),
     ("epochs: 3\n", "c.ini", "unknown config format .ini"),
 ])
 def test_config_file_errors(tmp_path, content, name, message):
@@ -47,6 +50,9 @@ def test_config_file_errors(tmp_path, content, name, message):
 def test_config_file_missing(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         resolve({}, tmp_path / "nope.yaml")
+    (tmp_path / "latin.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="latin.yaml: cannot read the config file \\(.*utf-8"):
+        resolve({}, tmp_path / "latin.yaml")
 
 
 # ---------------------------------------------------------------------------------------------
