@@ -1,5 +1,9 @@
-"""Atomic file writes: write a temporary file in the destination folder, fsync, then rename over
-the destination, so a reader (or a crash) never sees a half-written file."""
+"""File helpers shared by the library.
+
+Atomic writes: write a temporary file in the destination folder, fsync, then rename over the
+destination, so a reader (or a crash) never sees a half-written file. Reads of a user's text or
+TOML file that fail with the caller's error type, naming the file and what it was for.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 
 def _umask() -> int:
@@ -58,3 +62,23 @@ def tomllib():
     except ModuleNotFoundError:  # Python 3.10
         import tomli as toml
     return toml
+
+
+def read_text(path: str | os.PathLike, what: str, error: type[Exception]) -> str:
+    """The UTF-8 text of `path`. A missing, unreadable or non-UTF-8 file raises `error`, e.g.
+    "c.yaml: config file not found" for what="config file"."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read the {what} ({exc})") from None
+
+
+def parse_toml(text: str, path: str | os.PathLike, error: type[Exception]) -> dict[str, Any]:
+    """The table in `text` (read from `path`); invalid TOML raises `error` naming the file."""
+    toml = tomllib()
+    try:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML ({exc})") from None

@@ -144,7 +144,7 @@ def _launch(cfg, as_json: bool) -> None:
     import yaml
 
     from bigmodel.engine import distributed
-    from bigmodel.engine.trainer import _new_run_dir
+    from bigmodel.engine import new_run_dir as _new_run_dir
 
     if cfg.resume is None and cfg.name is None:
         cfg.name = _new_run_dir(cfg).name  # decided once, here, for all workers

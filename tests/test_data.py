@@ -21,6 +21,17 @@ from bigmodel.data import mnist as mnist_mod
 from bigmodel.errors import DataError, DownloadError
 
 
+def _rejects(load, path: Path, content: bytes | str, message: str) -> None:
+    """`load(path)` of a file holding `content` raises a DataError that matches `message` and names the file."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(DataError, match=message) as exc:
+        load(path)
+    assert str(path) in str(exc.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # embedded default
 def test_embedded_is_real_mnist_with_a_stratified_split():
@@ -89,11 +100,7 @@ def test_idx_header_is_big_endian_with_magic(tmp_path):
     (b"\x00\x00\x08\x01\x00\x00\x00\x02abc", "has trailing bytes"),
 ])
 def test_idx_rejects_bad_files(tmp_path, content, message):
-    p = tmp_path / "bad-idx"
-    p.write_bytes(content)
-    with pytest.raises(DataError, match=message) as exc:
-        read_idx(p)
-    assert str(p) in str(exc.value)
+    _rejects(read_idx, tmp_path / "bad-idx", content, message)
 
 
 def test_idx_corrupt_gzip_and_missing(tmp_path):
@@ -324,8 +331,4 @@ def test_csv_classification(tmp_path):
     ("text,label\nhello,a\nbye,a\n", "need at least 2 distinct labels"),
 ])
 def test_csv_errors(tmp_path, content, message):
-    p = tmp_path / "data.csv"
-    p.write_text(content)
-    with pytest.raises(DataError, match=message) as exc:
-        load_csv_classify(p)
-    assert str(p) in str(exc.value)
+    _rejects(load_csv_classify, tmp_path / "data.csv", content, message)

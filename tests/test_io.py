@@ -1,4 +1,5 @@
-"""Atomic writes (bigmodel._io): the file appears whole or not at all, with a normal file mode."""
+"""bigmodel._io: atomic writes (the file appears whole or not at all, with a normal file mode), and
+reads of text and TOML files whose errors name the file in the caller's error type."""
 
 from __future__ import annotations
 
@@ -35,3 +36,23 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         _io.write_with(target, boom)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.bin"]
+
+
+class _Bad(ValueError):
+    pass
+
+
+def test_read_text_and_parse_toml_name_the_file_in_the_callers_error(tmp_path):
+    good = tmp_path / "s.toml"
+    good.write_text('a = 1\n[t]\nb = "x"\n', encoding="utf-8")
+    assert _io.parse_toml(_io.read_text(good, "suite file", _Bad), good, _Bad) == {"a": 1, "t": {"b": "x"}}
+    with pytest.raises(_Bad, match="nope.toml: suite file not found"):
+        _io.read_text(tmp_path / "nope.toml", "suite file", _Bad)
+    with pytest.raises(_Bad, match=f"{tmp_path}: cannot read the suite file"):
+        _io.read_text(tmp_path, "suite file", _Bad)  # a folder
+    (tmp_path / "latin.toml").write_bytes(b"a = 'caf\xe9'\n")
+    with pytest.raises(_Bad, match="latin.toml: cannot read the suite file \\(.*utf-8"):
+        _io.read_text(tmp_path / "latin.toml", "suite file", _Bad)
+    with pytest.raises(_Bad, match="s.toml: invalid TOML \\(") as exc:
+        _io.parse_toml("a = \n", good, _Bad)
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__

@@ -111,6 +111,10 @@ def test_model_options_are_typed_and_checked():
         model_config("lstm", {"hidden": "big"})
     with pytest.raises(ConfigError, match="'dropout' must be in \\[0, 1\\)"):
         model_config("mlp", {"dropout": 1.5})
+    for bad, message in (("lots", "must be a number, got 'lots'"), ("nan", "must be a finite number, got 'nan'"),
+                         (True, "must be a finite number, got True")):
+        with pytest.raises(ConfigError, match=f"model option 'dropout' of mlp {message}"):
+            model_config("mlp", {"dropout": bad})
     with pytest.raises(ConfigError, match="'dim' \\(30\\) must be a multiple of 'heads' \\(4\\)"):
         model_config("transformer", {"dim": 30})
     with pytest.raises(ConfigError, match="'kernel_size' must be odd"):

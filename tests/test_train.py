@@ -1,4 +1,4 @@
-"""`bigmodel train` and `bigmodel eval`: configuration, checkpoints, exact resume, Ctrl-C, NaN
+"""`bigmodel train` and `bigmodel eval`: checkpoints, exact resume, Ctrl-C, NaN
 handling, fine-tuning, evaluation on either backend, run folders, and the command line."""
 
 from __future__ import annotations
@@ -28,44 +28,6 @@ TIMING_KEYS = {"epoch_seconds", "val_seconds", "samples_per_s"}
 
 def _strip_timing(records):
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
-
-
-# ---------------------------------------------------------------------------------------------
-# configuration
-def test_config_layers_defaults_file_and_flags(tmp_path):
-    yml = tmp_path / "c.yaml"
-    yml.write_text("model: lstm\nepochs: 3\nlr: 0.01\nmodel_options: {hidden: 20, layers: 2}\n")
-    cfg = resolve({"lr": 0.5, "model_options": {"layers": "3"}}, yml)
-    assert (cfg.model, cfg.epochs, cfg.lr) == ("lstm", 3, 0.5)  # flags override the file
-    assert cfg.model_options["hidden"] == 20 and cfg.model_options["layers"] == 3  # merged, typed
-    assert cfg.batch_size == 64 and cfg.optimizer == "adam"  # the model's defaults fill the rest
-    toml = tmp_path / "c.toml"
-    toml.write_text('model = "transformer"\nbatch-size = 8\n[model_options]\ndim = 32\n')
-    cfg = resolve({}, toml)
-    assert (cfg.model, cfg.batch_size, cfg.model_options["dim"], cfg.optimizer) == ("transformer", 8, 32, "adamw")
-    assert resolve({}).model == "cnn"  # `bigmodel train` with nothing: the cnn
-
-
-@pytest.mark.parametrize("content,name,message", [
-    ("epochs: [1\n", "c.yaml", "invalid YAML"),
-    ("epochs = \n", "c.toml", "invalid TOML"),
-    ("- 1\n- 2\n", "c.yaml", "must be a mapping"),
-    ("epoch: 3\n", "c.yaml", "unknown option 'epoch'"),
-    ("epochs: three\n", "c.yaml", "option 'epochs' must be an integer"),
-    ("optimizer: rmsprop\n", "c.yaml", "option 'optimizer' must be one of sgd, adam, adamw"),
-    ("lr: -1\n", "c.yaml", "option 'lr' must be positive"),
-    ("epochs: 3\n", "c.ini", "unknown config format .ini"),
-])
-def test_config_file_errors(tmp_path, content, name, message):
-    p = tmp_path / name
-    p.write_text(content)
-    with pytest.raises(ConfigError, match=message):
-        resolve({}, p)
-
-
-def test_config_file_missing(tmp_path):
-    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
-        resolve({}, tmp_path / "nope.yaml")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ indices at once, and a DataSpec that tells a model what its inputs and outputs l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -116,6 +116,3 @@ def limit_split(split: TensorSplit, limit: int | None, seed: int = 0) -> TensorS
     g = torch.Generator().manual_seed(seed)
     return split.subset(torch.randperm(len(split), generator=g)[:limit].sort().values)
 
-
-def describe_counts(counts: Sequence[int]) -> str:
-    return ", ".join(str(int(c)) for c in counts)

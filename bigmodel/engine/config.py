@@ -7,14 +7,15 @@ A run directory's config.yaml is a valid --config file: it reproduces the run.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _io
 from ..errors import ConfigError
+from ..models.base import finite_float
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine")
@@ -64,21 +65,10 @@ RESUME_MAY_CHANGE = {"epochs", "max_steps", "device", "backend", "num_workers", 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml/.json) or TOML (.toml) config file into a dict of known keys."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    text = _io.read_text(path, "config file", ConfigError)
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        from .._io import tomllib as _tomllib
-
-        tomllib = _tomllib()
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        data = _io.parse_toml(text, path, ConfigError)
     elif suffix in (".yaml", ".yml", ".json"):
         import yaml
 
@@ -130,13 +120,7 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"option {key!r} must be an integer, got {value!r}")
         return value
     if base is float:
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"option {key!r} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not math.isfinite(v):
-            raise ConfigError(f"option {key!r} must be a finite number, got {value!r}")
-        return v
+        return finite_float(value, f"option {key!r}")
     if base is str:
         if not isinstance(value, str):
             raise ConfigError(f"option {key!r} must be a string, got {value!r}")

@@ -1,9 +1,8 @@
 """The training loop: data, model, optimizer and scheduler from a TrainConfig; checkpoints with
 exact resume; Ctrl-C and NaN handling; data-parallel training; metrics and plots in a run folder.
 
-Run folder (OUT/NAME/): config.yaml (the resolved config, reusable with --config), metrics.jsonl
-(one line per epoch), last.pt, best.pt (by validation accuracy, or loss for language models) and
-curves.png.
+The run folder (what it holds, how it is named) is rundir.py's; stopping on a signal is
+interrupt.py's; the loss, optimizer and schedule are steps.py's.
 
 Exactness: the batch order of epoch e is a function of (seed, e) alone (DistributedSampler with
 set_epoch), the DataLoader draws its worker seeds from its own generator, and checkpoints carry
@@ -13,28 +12,27 @@ exactly what the uninterrupted run would have done (bit for bit on CPU, same thr
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from .. import _io
 from ..data import DataBundle, limit_split, load_data
-from ..errors import CheckpointError, ConfigError, NonFiniteLossError
+from ..errors import CheckpointError, NonFiniteLossError
 from ..models import build_model, layer_report
-from . import distributed
+from . import distributed, rundir
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import TrainConfig
 from .evaluate import evaluate_split
+from .interrupt import StopRequest, ignore_sigint
+from .steps import loss_and_correct, make_optimizer, make_scheduler
+
+__all__ = ["Reporter", "TrainResult", "Trainer", "data_state", "loss_and_correct", "make_optimizer",
+           "make_scheduler", "train"]
 
 
 class Reporter:
@@ -81,84 +79,63 @@ class _SkipBatches(torch.utils.data.Sampler):
         return max(0, len(self.batches) - self.skip)
 
 
-def _ignore_sigint(_worker_id: int) -> None:
-    # DataLoader workers leave Ctrl-C to the main process, which saves a checkpoint and stops them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def loss_and_correct(logits: torch.Tensor, targets: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(mean cross-entropy, number correct, number of predictions)."""
-    if task == "lm":
-        flat = logits.reshape(-1, logits.shape[-1])
-        t = targets.reshape(-1)
-        loss = F.cross_entropy(flat, t)
-        correct = (flat.detach().argmax(-1) == t).sum()
-        return loss, correct, t.numel()
-    loss = F.cross_entropy(logits, targets)
-    return loss, (logits.detach().argmax(-1) == targets).sum(), targets.numel()
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
-    """Stepped once per optimizer step. cosine: to zero over the run; step: x gamma every step_epochs."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total))
-    if cfg.scheduler == "step":
-        every = cfg.step_epochs or max(1, math.ceil(cfg.epochs / 3))
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=every * steps_per_epoch, gamma=cfg.gamma)
-    return None
-
-
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def data_state(bundle: DataBundle, cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild the data: spec, classes, vocabulary, sequence length."""
     return {"name": bundle.name, "spec": bundle.spec.to_dict(), "classes": bundle.classes, "vocab": bundle.vocab,
             "seq_len": bundle.spec.input_shape[0] if bundle.spec.kind == "tokens" else None,
             "data_dir": cfg.data_dir}
 
 
-def _new_run_dir(cfg: TrainConfig) -> Path:
-    root = Path(cfg.out)
-    if cfg.name:
-        d = root / cfg.name
-        if (d / "last.pt").exists():
-            raise ConfigError(f"{d} already holds a run; resume it with --resume {d / 'last.pt'} or choose another --name")
-        return d
-    base = f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    d, i = root / base, 2
-    while d.exists():
-        d, i = root / f"{base}-{i}", i + 1
-    return d
+def _sources(cfg: TrainConfig) -> tuple[dict | None, dict | None]:
+    """(the checkpoint to resume, the checkpoint to fine-tune from); --init-from sets the model options."""
+    resume = load_checkpoint(cfg.resume) if cfg.resume else None
+    init = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    if init is not None and init["train_config"]["model"] != cfg.model:
+        raise CheckpointError(f"{init['path']}: holds a {init['train_config']['model']!r} model, "
+                              f"not {cfg.model!r}; --init-from needs the same model")
+    if init is not None:
+        cfg.model_options = dict(init["train_config"]["model_options"])
+    return resume, init
 
 
-def _environment() -> dict[str, Any]:
-    import bigmodel
+def _load_bundle(cfg: TrainConfig, source: dict | None) -> DataBundle:
+    """The data; vocabulary and classes come from the checkpoint when there is one."""
+    d = source["data"] if source else {}
+    bundle = load_data(cfg.data, cfg.data_dir, cfg.seq_len or d.get("seq_len"), d.get("vocab"),
+                       d.get("classes") if source and d.get("name", "").startswith("csv:") else None)
+    if source and bundle.spec.to_dict() != d["spec"]:
+        raise CheckpointError(f"{source['path']}: the model was trained on data shaped {d['spec']}, "
+                              f"but {cfg.data} gives {bundle.spec.to_dict()}")
+    return bundle
 
-    return {"bigmodel": str(bigmodel.__version__), "torch": str(torch.__version__), "isa": bigmodel.active_isa(),
-            "threads": torch.get_num_threads()}
+
+def _empty_partial() -> dict[str, Any]:
+    # the running sums of the epoch in progress (checkpointed, so a resume inside it reports the whole epoch)
+    return {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
 
 
-def config_yaml(cfg: TrainConfig, layers: dict[str, list[str]], env: dict[str, Any]) -> str:
-    import yaml
+def _restore(resume: dict, model, optimizer, scheduler) -> tuple[int, int, int, list, dict | None, dict]:
+    """Load the training state of `resume`; (epoch, step, epoch_step, records, best, partial)."""
+    try:
+        model.load_state_dict(resume["model_state"])
+        optimizer.load_state_dict(resume["optimizer_state"])
+        if scheduler is not None and resume.get("scheduler_state") is not None:
+            scheduler.load_state_dict(resume["scheduler_state"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{resume['path']}: cannot restore the training state: "
+                              f"{str(exc).splitlines()[0]}") from None
+    set_rng_state(resume["rng"])
+    return (resume["epoch"], resume["step"], resume.get("epoch_step", 0), list(resume.get("records", [])),
+            resume.get("best"), dict(resume.get("partial") or _empty_partial()))
 
-    body = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    info = yaml.safe_dump({"layers": layers, "environment": env}, sort_keys=False)
-    return ("# bigmodel train: resolved configuration (reusable with --config)\n" + body
-            + "# for information (ignored when read back): where each layer came from, and the environment\n"
-            + info)
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
 
 
 class Trainer:
@@ -166,41 +143,17 @@ class Trainer:
         self.cfg = cfg
         self.reporter = reporter or Reporter()
         self.handle_signals = handle_signals
-        self._stop_requested = False
+        self._stop = StopRequest()
 
     def request_stop(self) -> None:
         """Stop at the next step boundary, saving a checkpoint (what Ctrl-C does)."""
-        self._stop_requested = True
+        self._stop.set()
 
-    # -- signals -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _signals(self):
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            self.reporter.on_message("interrupted: finishing this step, then saving a checkpoint "
-                                     "(interrupt again to abort without saving)")
-
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, handler)
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-    # -- the run -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         ctx = distributed.setup(self.cfg.device)
         finished = False
         try:
-            with self._signals():
+            with self._stop.on_signals(self.reporter.on_message, self.handle_signals):
                 result = self._run(ctx)
             finished = True
             return result
@@ -213,22 +166,8 @@ class Trainer:
         cfg = self.cfg
         t_start = time.perf_counter()
         main = ctx.is_main
-        resume = load_checkpoint(cfg.resume) if cfg.resume else None
-        init = load_checkpoint(cfg.init_from) if cfg.init_from else None
-        source = resume or init
-        if init is not None and init["train_config"]["model"] != cfg.model:
-            raise CheckpointError(f"{init['path']}: holds a {init['train_config']['model']!r} model, "
-                                  f"not {cfg.model!r}; --init-from needs the same model")
-        if init is not None:
-            cfg.model_options = dict(init["train_config"]["model_options"])
-
-        # data: vocabulary and classes come from the checkpoint when there is one
-        d = source["data"] if source else {}
-        bundle = load_data(cfg.data, cfg.data_dir, cfg.seq_len or d.get("seq_len"), d.get("vocab"),
-                           d.get("classes") if source and d.get("name", "").startswith("csv:") else None)
-        if source and bundle.spec.to_dict() != d["spec"]:
-            raise CheckpointError(f"{source['path']}: the model was trained on data shaped {d['spec']}, "
-                                  f"but {cfg.data} gives {bundle.spec.to_dict()}")
+        resume, init = _sources(cfg)
+        bundle = _load_bundle(cfg, resume or init)
         train_split = limit_split(bundle.split("train"), cfg.limit)
         val_split = bundle.split("val")
         spec = bundle.spec
@@ -255,30 +194,18 @@ class Trainer:
         epoch, step, epoch_step = 0, 0, 0
         records: list[dict[str, Any]] = []
         best: dict[str, Any] | None = None
-        partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+        partial = _empty_partial()
         if resume is not None:
-            try:
-                model.load_state_dict(resume["model_state"])
-                optimizer.load_state_dict(resume["optimizer_state"])
-                if scheduler is not None and resume.get("scheduler_state") is not None:
-                    scheduler.load_state_dict(resume["scheduler_state"])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(f"{resume['path']}: cannot restore the training state: "
-                                      f"{str(exc).splitlines()[0]}") from None
-            epoch, step, epoch_step = resume["epoch"], resume["step"], resume.get("epoch_step", 0)
-            records = list(resume.get("records", []))
-            best = resume.get("best")
-            partial = dict(resume.get("partial") or partial)
-            set_rng_state(resume["rng"])
+            epoch, step, epoch_step, records, best, partial = _restore(resume, model, optimizer, scheduler)
 
         # run folder: rank 0 decides, everyone agrees
         run_dir = Path(resume["path"]).parent if resume is not None else None
         if main and run_dir is None:
-            run_dir = _new_run_dir(cfg)
+            run_dir = rundir.new_run_dir(cfg)
         run_dir = Path(distributed.broadcast_object(ctx, str(run_dir)))
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _io.write_text(run_dir / "config.yaml", config_yaml(cfg, layers, _environment()))
+            _io.write_text(run_dir / "config.yaml", rundir.config_yaml(cfg, layers, rundir.environment()))
 
         net: torch.nn.Module = model
         if ctx.enabled:
@@ -309,14 +236,16 @@ class Trainer:
 
         def finish(status: str) -> TrainResult:
             if main:
-                _write_metrics(run_dir, records)
-                _plot(run_dir, records, spec.task, self.reporter,
-                      f"{cfg.model} on {bundle.name}, backend {cfg.backend}")
+                rundir.write_metrics(run_dir, records)
+                rundir.plot(run_dir, records, spec.task, self.reporter.on_message,
+                            f"{cfg.model} on {bundle.name}, backend {cfg.backend}")
             return TrainResult(run_dir, records, status, epoch, step, best, layers,
                                time.perf_counter() - t_start, _unwrap(net))
 
         status = "finished"
         task = spec.task
+        # an LM's examples are token positions: samples/s counts sequences
+        per_example = spec.input_shape[0] if task == "lm" else 1
         comm_device = ctx.device if ctx.device.type == "cuda" else torch.device("cpu")
         while epoch < cfg.epochs:
             if cfg.max_steps is not None and step >= cfg.max_steps:
@@ -327,7 +256,7 @@ class Trainer:
                 train_split, batch_size=None, sampler=_SkipBatches(batches, epoch_step),
                 num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda",
                 generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
-                worker_init_fn=_ignore_sigint if cfg.num_workers else None)
+                worker_init_fn=ignore_sigint if cfg.num_workers else None)
             if main:
                 self.reporter.on_epoch_start(epoch + 1, cfg.epochs, steps_per_epoch, epoch_step)
             net.train()
@@ -341,7 +270,7 @@ class Trainer:
                 loss, correct, count = loss_and_correct(logits, y, task)
                 lv = loss.item()
                 # [sum of losses, stop requested, non-finite, correct, predictions], summed over ranks
-                flags = torch.tensor([lv * count, float(self._stop_requested), 0.0 if math.isfinite(lv) else 1.0,
+                flags = torch.tensor([lv * count, float(self._stop.requested), 0.0 if math.isfinite(lv) else 1.0,
                                       float(correct), float(count)], dtype=torch.float64, device=comm_device)
                 f = distributed.all_reduce_sum(ctx, flags).tolist()
                 if f[2] > 0:
@@ -365,7 +294,6 @@ class Trainer:
                 partial["count"] += int(f[4])
                 if main:
                     elapsed = time.perf_counter() - t_epoch
-                    per_example = spec.input_shape[0] if task == "lm" else 1
                     self.reporter.on_step(epoch + 1, epoch_step, steps_per_epoch, f[0] / f[4],
                                           seen_here / per_example / elapsed if elapsed > 0 else 0.0)
                 if f[1] > 0:
@@ -388,20 +316,20 @@ class Trainer:
             t_val = time.perf_counter()
             val = evaluate_split(_unwrap(net), val_split, spec, max(256, cfg.batch_size), ctx)
             t_val = time.perf_counter() - t_val
-            train_loss, train_acc = _ratio(partial["loss_sum"], partial["count"]), _ratio(partial["correct"], partial["count"])
             record = {
                 "epoch": epoch + 1, "step": step, "complete": complete,
-                "train_loss": train_loss, "train_acc": train_acc,
+                "train_loss": _ratio(partial["loss_sum"], partial["count"]),
+                "train_acc": _ratio(partial["correct"], partial["count"]),
                 "val_loss": val.loss, "val_acc": val.accuracy,
                 **({"val_ppl": val.perplexity} if task == "lm" else {}),
                 "lr": optimizer.param_groups[0]["lr"],
                 "epoch_seconds": round(partial["seconds"], 4), "val_seconds": round(t_val, 4),
-                "samples_per_s": round(partial["count"] / (1 if task != "lm" else spec.input_shape[0])
-                                       / partial["seconds"], 2) if partial["seconds"] > 0 else None,
+                "samples_per_s": round(partial["count"] / per_example / partial["seconds"], 2)
+                if partial["seconds"] > 0 else None,
             }
             if complete:
                 epoch, epoch_step = epoch + 1, 0
-                partial = {"loss_sum": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+                partial = _empty_partial()
             records.append(record)
             improved = best is None or (val.loss < best["val_loss"] if task == "lm" else
                                         (val.accuracy, -val.loss) > (best["val_acc"], -best["val_loss"]))
@@ -412,37 +340,18 @@ class Trainer:
                 save_checkpoint(run_dir / "last.pt", st)
                 if improved:
                     save_checkpoint(run_dir / "best.pt", st)
-                _write_metrics(run_dir, records)
+                rundir.write_metrics(run_dir, records)
                 self.reporter.on_epoch_end(record)
             if not complete:
                 status = "max_steps"
                 break
-            if self._stop_requested:  # interrupted during validation: the checkpoint is already written
+            if self._stop.requested:  # interrupted during validation: the checkpoint is already written
                 status = "interrupted"
                 if main:
                     self.reporter.on_message(f"checkpoint saved to {run_dir / 'last.pt'}; continue with "
                                              f"--resume {run_dir / 'last.pt'}")
                 break
         return finish(status)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else float("nan")
-
-
-def _write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    _io.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-
-
-def _plot(run_dir: Path, records: list[dict[str, Any]], task: str, reporter: Reporter, title: str) -> None:
-    if not records:
-        return
-    try:
-        from .plot import plot_curves
-
-        plot_curves(run_dir / "curves.png", records, task, title)
-    except ImportError as exc:
-        reporter.on_message(f"no plot written ({exc}); `pip install matplotlib` for curves.png")
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, handle_signals: bool = True) -> TrainResult:

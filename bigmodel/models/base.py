@@ -43,14 +43,20 @@ def _coerce(model: str, key: str, value: Any, hint: Any) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{what} must be an integer, got {value!r}") from None
     if hint is float:
-        try:
-            out = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{what} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not math.isfinite(out):
-            raise ConfigError(f"{what} must be a finite number, got {value!r}")
-        return out
+        return finite_float(value, what)
     return value
+
+
+def finite_float(value: Any, what: str) -> float:
+    """float(value) for a model or training option named `what`; booleans, non-numbers, NaN and
+    infinities raise ConfigError. Numeric strings are accepted (options arrive as KEY=VALUE text)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(out):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    return out
 
 
 def make_config(name: str, cls: type, options: dict[str, Any] | None) -> Any:
@@ -98,6 +104,14 @@ class ModelEntry:
     kinds: tuple[str, ...]  # DataSpec.kind values it accepts
     tasks: tuple[str, ...]  # DataSpec.task values it accepts
     train_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def token_embedding(spec: DataSpec, dim: int, L) -> torch.nn.Module | None:
+    """The Embedding in front of a model's token inputs ((N, T) ids -> (N, T, dim)), with the
+    dataset's padding id kept at zero; None for image inputs, which a model reads as they are."""
+    if spec.kind != "tokens":
+        return None
+    return L.Embedding(spec.vocab_size, dim, padding_idx=spec.pad_index)
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 
 from ..data.base import DataSpec
 from ..errors import ConfigError
-from .base import positive, probability
+from .base import positive, probability, token_embedding
 
 
 @dataclass
@@ -35,13 +35,9 @@ class LSTMModel(torch.nn.Module):
         self.task = spec.task
         self.hidden = cfg.hidden
         self.bidirectional = cfg.bidirectional
-        if spec.kind == "tokens":
-            self.embed = L.Embedding(spec.vocab_size, cfg.embed_dim, padding_idx=spec.pad_index)
-            features = cfg.embed_dim
-        else:
-            self.embed = None
-            c, h, w = spec.input_shape
-            features = c * w  # one step per image row
+        self.embed = token_embedding(spec, cfg.embed_dim, L)
+        # images: one step per row, of C * W features
+        features = cfg.embed_dim if self.embed is not None else spec.input_shape[0] * spec.input_shape[2]
         self.lstm = L.LSTM(features, cfg.hidden, num_layers=cfg.layers, batch_first=True,
                            dropout=cfg.dropout if cfg.layers > 1 else 0.0, bidirectional=cfg.bidirectional)
         self.dropout = L.Dropout(cfg.dropout)

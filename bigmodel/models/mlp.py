@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from ..data.base import DataSpec
-from .base import positive, probability
+from .base import positive, probability, token_embedding
 
 
 @dataclass
@@ -25,14 +26,8 @@ class MLP(torch.nn.Module):
     def __init__(self, cfg: MLPConfig, spec: DataSpec, L):
         super().__init__()
         self.pad_index = spec.pad_index
-        if spec.kind == "tokens":
-            self.embed = L.Embedding(spec.vocab_size, cfg.embed_dim, padding_idx=spec.pad_index)
-            width = cfg.embed_dim
-        else:
-            self.embed = None
-            width = 1
-            for s in spec.input_shape:
-                width *= s
+        self.embed = token_embedding(spec, cfg.embed_dim, L)
+        width = cfg.embed_dim if self.embed is not None else math.prod(spec.input_shape)  # images: flattened
         layers = [] if self.embed is not None else [L.Flatten()]
         for h in cfg.hidden:
             layers += [L.Linear(width, h), L.ReLU(), L.Dropout(cfg.dropout)]

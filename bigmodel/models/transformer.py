@@ -11,7 +11,7 @@ import torch
 
 from ..data.base import DataSpec
 from ..errors import ConfigError
-from .base import positive, probability, sinusoidal_positions
+from .base import positive, probability, sinusoidal_positions, token_embedding
 
 
 @dataclass
@@ -74,7 +74,7 @@ class VisionTransformer(torch.nn.Module):
             torch.nn.init.normal_(self.cls_token, std=0.02)
             length = (h // p) * (w // p) + 1
         else:
-            self.embed = L.Embedding(spec.vocab_size, cfg.dim, padding_idx=spec.pad_index)
+            self.embed = token_embedding(spec, cfg.dim, L)
             length = spec.input_shape[0]
         self.register_buffer("positions", sinusoidal_positions(length, cfg.dim), persistent=False)
         self.dropout = L.Dropout(cfg.dropout)

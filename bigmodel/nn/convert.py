@@ -26,11 +26,6 @@ _SWAPS: dict[type, type] = {
 }
 
 
-def register_swap(torch_cls: type, ours: type) -> None:
-    """Teach convert() another torch.nn -> bigmodel.nn swap (used by each layer family)."""
-    _SWAPS[torch_cls] = ours
-
-
 def _swap(module: torch.nn.Module) -> torch.nn.Module:
     ours = _SWAPS.get(type(module))  # exact type: subclasses of torch.nn layers may change forward
     if ours is None:
