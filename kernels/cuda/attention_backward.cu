@@ -95,24 +95,10 @@ __global__ void __launch_bounds__(KvCfg<D>::WARPS * 32)
         }
       }
       __syncwarp();
+      // dV += (P Z)^T dO, dK += dS^T Q over this tile's queries
       const int in = static_cast<int>(min64(BQ, p.L - i0));
-      for (int i = 0; i < in; ++i) {
-        float gv[ND], qv[ND];
-#pragma unroll
-        for (int d = 0; d < ND; ++d) {
-          gv[d] = dOs[i * (D + 1) + lane + 32 * d];
-          qv[d] = Qs[i * (D + 1) + lane + 32 * d];
-        }
-#pragma unroll
-        for (int r = 0; r < ROWS; ++r) {
-          const float pv = P[r * BQ + i], sv = dS[r * BQ + i];
-#pragma unroll
-          for (int d = 0; d < ND; ++d) {
-            dv[r][d] = fmaf(pv, gv[d], dv[r][d]);
-            dk[r][d] = fmaf(sv, qv[d], dk[r][d]);
-          }
-        }
-      }
+      warp_accumulate<ROWS, ND>(P, BQ, dOs, D + 1, in, lane, dv);
+      warp_accumulate<ROWS, ND>(dS, BQ, Qs, D + 1, in, lane, dk);
       __syncwarp();
     }
   }
@@ -148,12 +134,7 @@ __global__ void __launch_bounds__(FwdCfg<D>::WARPS * 32)
   float* Ss = Vs + BK * (D + 1);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t bh = blockIdx.x / n_tiles, q0 = (blockIdx.x % n_tiles) * BQ;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const T* q = static_cast<const T*>(p.query) + b * p.q_sb + h * p.q_sh;
-  const T* k = static_cast<const T*>(p.key) + b * p.k_sb + hk * p.k_sh;
-  const T* v = static_cast<const T*>(p.value) + b * p.v_sb + hk * p.v_sh;
-  const T* go = static_cast<const T*>(p.grad_output) + b * p.go_sb + h * p.go_sh;
+  const auto [bh, q0, b, h, q, k, v, go] = query_block<T>(p, n_tiles, BQ);
   const Softmax<T> sm(p);
 
   load_tile<BQ, D, NT>(Qs, D, q, p.q_sl, q0, p.L, p.E);
@@ -195,18 +176,8 @@ __global__ void __launch_bounds__(FwdCfg<D>::WARPS * 32)
       }
     }
     __syncwarp();
-    const int jn = static_cast<int>(min64(BK, kv_end - j0));
-    for (int j = 0; j < jn; ++j) {
-      float kv[ND];
-#pragma unroll
-      for (int d = 0; d < ND; ++d) kv[d] = Ks[j * (D + 1) + lane + 32 * d];
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        const float sv = dS[r * BK + j];
-#pragma unroll
-        for (int d = 0; d < ND; ++d) dq[r][d] = fmaf(sv, kv[d], dq[r][d]);
-      }
-    }
+    // dQ += dS K over this tile's keys
+    warp_accumulate<ROWS, ND>(dS, BK, Ks, D + 1, static_cast<int>(min64(BK, kv_end - j0)), lane, dq);
     __syncwarp();
   }
 

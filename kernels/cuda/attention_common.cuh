@@ -71,6 +71,27 @@ struct KvCfg {
   static constexpr int ROWS = D <= 64 ? 8 : D == 128 ? 4 : 2, WARPS = 8, BQ = D == 256 ? 32 : 64;
 };
 
+// Block blockIdx.x of a grid over (b * Hq + h, query tile of BQ rows), flattened: its (b, h) row
+// bh, first query q0, and the q, k, v, dO of that head (k, v: its kv head under GQA).
+template <typename T>
+struct QueryBlock {
+  int64_t bh, q0, b, h;
+  const T *q, *k, *v, *go;
+};
+
+template <typename T>
+__device__ __forceinline__ QueryBlock<T> query_block(const AttentionParams& p, int64_t n_tiles, int BQ) {
+  const int64_t bh = blockIdx.x / n_tiles, b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
+  return {bh,
+          static_cast<int64_t>(blockIdx.x % n_tiles) * BQ,
+          b,
+          h,
+          static_cast<const T*>(p.query) + b * p.q_sb + h * p.q_sh,
+          static_cast<const T*>(p.key) + b * p.k_sb + hk * p.k_sh,
+          static_cast<const T*>(p.value) + b * p.v_sb + hk * p.v_sh,
+          static_cast<const T*>(p.grad_output) + b * p.go_sb + h * p.go_sh};
+}
+
 // What every kernel needs of the softmax: the mask at (b, h, row, col) (whether the key is
 // visible and the additive term, log2 units), the logit multiplier and the dropout rule.
 template <typename T>
@@ -132,6 +153,24 @@ __device__ __forceinline__ void warp_products(const float* rows, const float* co
       const float a = rows[r * D + e];
 #pragma unroll
       for (int cc = 0; cc < NC; ++cc) acc[r][cc] = fmaf(a, cv[cc], acc[r][cc]);
+    }
+  }
+}
+
+// acc[r][d] += sum_{j < n} coef[r * ld + j] * tile[j * pitch + lane + 32 d]: a warp's ROWS rows
+// of per-warp coefficients (P or dS) times a tile's rows, each lane owning columns lane + 32 d.
+template <int ROWS, int ND>
+__device__ __forceinline__ void warp_accumulate(const float* coef, int ld, const float* tile, int pitch, int n,
+                                                int lane, float (&acc)[ROWS][ND]) {
+  for (int j = 0; j < n; ++j) {
+    float tv[ND];
+#pragma unroll
+    for (int d = 0; d < ND; ++d) tv[d] = tile[j * pitch + lane + 32 * d];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const float c = coef[r * ld + j];
+#pragma unroll
+      for (int d = 0; d < ND; ++d) acc[r][d] = fmaf(c, tv[d], acc[r][d]);
     }
   }
 }

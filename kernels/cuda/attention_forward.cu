@@ -20,11 +20,7 @@ __global__ void __launch_bounds__(FwdCfg<D>::WARPS * 32)
   float* Ps = Vs + BK * D;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t bh = blockIdx.x / n_tiles, q0 = (blockIdx.x % n_tiles) * BQ;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const T* q = static_cast<const T*>(p.query) + b * p.q_sb + h * p.q_sh;
-  const T* k = static_cast<const T*>(p.key) + b * p.k_sb + hk * p.k_sh;
-  const T* v = static_cast<const T*>(p.value) + b * p.v_sb + hk * p.v_sh;
+  const auto [bh, q0, b, h, q, k, v, go] = query_block<T>(p, n_tiles, BQ);
   const Softmax<T> sm(p);
 
   load_tile<BQ, D, NT>(Qs, D, q, p.q_sl, q0, p.L, p.E, sm.c);
@@ -84,18 +80,7 @@ __global__ void __launch_bounds__(FwdCfg<D>::WARPS * 32)
     __syncwarp();
 
     // o[r][d] += sum_j P[r][j] V[j][lane + 32 d]
-    const int jn = static_cast<int>(min64(BK, kv_end - j0));
-    for (int j = 0; j < jn; ++j) {
-      float vv[ND];
-#pragma unroll
-      for (int d = 0; d < ND; ++d) vv[d] = Vs[j * D + lane + 32 * d];
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        const float pv = P[r * BK + j];
-#pragma unroll
-        for (int d = 0; d < ND; ++d) o[r][d] = fmaf(pv, vv[d], o[r][d]);
-      }
-    }
+    warp_accumulate<ROWS, ND>(P, BK, Vs, D, static_cast<int>(min64(BK, kv_end - j0)), lane, o);
     __syncwarp();
   }
 

@@ -241,15 +241,23 @@ int64_t active_rows(const LstmParams& p, int64_t s) {
   return r;
 }
 
+// The layer's inputs, typed: x, h0, c0, w_ih, w_hh.
+template <typename T>
+struct Inputs {
+  const T *x, *h0, *c0, *w_ih, *w_hh;
+};
+
+template <typename T>
+Inputs<T> inputs(const LstmParams& p) {
+  return {static_cast<const T*>(p.input), static_cast<const T*>(p.h0), static_cast<const T*>(p.c0),
+          static_cast<const T*>(p.w_ih), static_cast<const T*>(p.w_hh)};
+}
+
 template <typename T>
 void forward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
   using W = typename Num<T>::acc;
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
-  const T* x = static_cast<const T*>(p.input);
-  const T* h0 = static_cast<const T*>(p.h0);
-  const T* c0 = static_cast<const T*>(p.c0);
-  const T* w_ih = static_cast<const T*>(p.w_ih);
-  const T* w_hh = static_cast<const T*>(p.w_hh);
+  const auto [x, h0, c0, w_ih, w_hh] = inputs<T>(p);
   W* gates = static_cast<W*>(p.gates);
   W* cells = static_cast<W*>(p.cells);
   T* out = static_cast<T*>(p.output);
@@ -286,11 +294,7 @@ template <typename T>
 void backward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
   using W = typename Num<T>::acc;
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
-  const T* x = static_cast<const T*>(p.input);
-  const T* h0 = static_cast<const T*>(p.h0);
-  const T* c0 = static_cast<const T*>(p.c0);
-  const T* w_ih = static_cast<const T*>(p.w_ih);
-  const T* w_hh = static_cast<const T*>(p.w_hh);
+  const auto [x, h0, c0, w_ih, w_hh] = inputs<T>(p);
   const T* out = static_cast<const T*>(p.output);
   const W* gates = static_cast<const W*>(p.gates);
   const W* cells = static_cast<const W*>(p.cells);

@@ -91,14 +91,8 @@ extern "C" int bigmodel_conv_emulate(int pass, const int64_t* a, const void* x, 
   p.N = a[2], p.IC = a[3], p.H = a[4], p.W = a[5], p.OC = a[6], p.OH = a[7], p.OW = a[8];
   p.KH = a[9], p.KW = a[10], p.sH = a[11], p.sW = a[12], p.pH = a[13], p.pW = a[14], p.dH = a[15], p.dW = a[16];
   p.groups = a[17];
-  p.input = x;
-  p.weight = w;
-  p.bias = bias;
-  p.grad_output = dy;
-  p.output = out;
-  p.grad_input = out;
-  p.grad_weight = out;
-  p.grad_bias = grad_bias;
+  p.input = x, p.weight = w, p.bias = bias, p.grad_output = dy, p.grad_bias = grad_bias;
+  p.output = p.grad_input = p.grad_weight = out;  // the pass's result
   try {
     dispatch_float(p.dtype, "conv2d (emulated)", [&](auto tag) { run<typename decltype(tag)::type>(pass, p, splits); });
   } catch (...) {

@@ -28,13 +28,8 @@ void run(int op, const Pool2dParams& p, const Geom<index_t>& g) {
   }
 }
 
-}  // namespace
-
-// a = {dtype, layout, N, C, H, W, OH, OW, kH, kW, sH, sW, pH, pW, dH, dW, count_include_pad,
-// divisor_override}. index_bits: 32 or 64 forces that index width (32 fails unless the kernels
-// would pick it themselves), 0 picks as the kernels do. Returns the index width used, or -1.
-extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input, const void* grad_output,
-                                     void* result, int64_t* indices, int index_bits) {
+// The sizes and window arguments of a (below); no tensors.
+Pool2dParams params_from(const int64_t* a) {
   Pool2dParams p;
   p.dtype = static_cast<DType>(a[0]);
   p.layout = static_cast<Layout>(a[1]);
@@ -42,10 +37,20 @@ extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input
   p.kH = a[8], p.kW = a[9], p.sH = a[10], p.sW = a[11], p.pH = a[12], p.pW = a[13], p.dH = a[14], p.dW = a[15];
   p.count_include_pad = a[16] != 0;
   p.divisor_override = a[17];
+  return p;
+}
+
+}  // namespace
+
+// a = {dtype, layout, N, C, H, W, OH, OW, kH, kW, sH, sW, pH, pW, dH, dW, count_include_pad,
+// divisor_override}. index_bits: 32 or 64 forces that index width (32 fails unless the kernels
+// would pick it themselves), 0 picks as the kernels do. Returns the index width used, or -1.
+extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input, const void* grad_output,
+                                     void* result, int64_t* indices, int index_bits) {
+  Pool2dParams p = params_from(a);
   p.input = input;
   p.grad_output = grad_output;
-  p.output = result;
-  p.grad_input = result;
+  p.output = p.grad_input = result;
   p.indices = indices;
   const bool small = fits_int32(p);
   if (index_bits == 32 && !small) return -1;
@@ -65,9 +70,4 @@ extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input
 }
 
 // The index width the kernels would choose for these sizes (32 or 64).
-extern "C" int bigmodel_pool_index_bits(const int64_t* a) {
-  Pool2dParams p;
-  p.N = a[2], p.C = a[3], p.H = a[4], p.W = a[5], p.OH = a[6], p.OW = a[7];
-  p.kH = a[8], p.kW = a[9], p.sH = a[10], p.sW = a[11], p.pH = a[12], p.pW = a[13], p.dH = a[14], p.dW = a[15];
-  return fits_int32(p) ? 32 : 64;
-}
+extern "C" int bigmodel_pool_index_bits(const int64_t* a) { return fits_int32(params_from(a)) ? 32 : 64; }
