@@ -54,9 +54,11 @@ def stable_seed(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode()) & 0xFFFF
 
 
-def build_cuda_emulation(tmp_path_factory, family: str):
+def build_cuda_emulation(tmp_path_factory, family: str, threads: bool = False):
     """Compile tests/cuda/<family>_emulation.cu (the family's CUDA kernels' __host__ __device__
-    code, run on the CPU) with nvcc into a shared library and load it; skip without nvcc."""
+    code, run on the CPU) with nvcc into a shared library and load it; skip without nvcc.
+    threads: the file runs whole kernels through tests/cuda/thread_emulation.h (one std::thread per
+    CUDA thread), so it is compiled as host C++ (-x c++) with that header standing in for CUDA's."""
     import ctypes
     import shutil
     import subprocess
@@ -71,7 +73,8 @@ def build_cuda_emulation(tmp_path_factory, family: str):
         pytest.skip("nvcc not found: the CUDA kernels' host emulation needs it to compile")
     root = str(CHECKOUT)
     out = tmp_path_factory.mktemp(f"{family}_emulation") / f"lib{family}_emulation.so"
-    cmd = [nvcc, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC", "-arch=sm_80",
+    lang = ["-x", "c++", "-Xcompiler", "-mf16c", "-Xcompiler", "-pthread"] if threads else ["-arch=sm_80"]
+    cmd = [nvcc, *lang, "-std=c++20", "-O1", "-shared", "-Xcompiler", "-fPIC",
            "-I", os.path.join(root, "kernels", "include"), "-I", os.path.join(root, "kernels"),
            os.path.join(root, "tests", "cuda", f"{family}_emulation.cu"), "-o", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,17 +1,14 @@
-"""The CUDA attention kernels, run on the CPU: no GPU is lent to this project, so a copy of
-kernels/cuda/attention.cu is compiled with g++ against tests/cuda/thread_emulation.h (one
-std::thread per CUDA thread, real barriers and shuffles, shared memory poisoned with NaN) and its
-forward and backward are compared with the float64 reference, for float32, float16 and bfloat16,
-every head-dim bucket, masks, causal, GQA, dropout (the same hash as the CPU kernels) and odd
-sizes. Skipped where no C++ compiler is found."""
+"""The CUDA attention kernels, run on the CPU: no GPU is lent to this project, so
+tests/cuda/attention_emulation.cu (kernels/cuda/attention_*.cu, unchanged, included through
+tests/cuda/thread_emulation.h: one std::thread per CUDA thread, real barriers and shuffles, shared
+memory poisoned with NaN) is compiled with nvcc as host C++ and its forward and backward are
+compared with the float64 reference, for float32, float16 and bfloat16, every head-dim bucket,
+masks, causal, GQA, dropout (the same hash as the CPU kernels) and odd sizes. Skipped where nvcc
+is not found."""
 
 from __future__ import annotations
 
 import ctypes
-import os
-import re
-import shutil
-import subprocess
 
 import pytest
 import torch
@@ -19,7 +16,8 @@ import torch
 from bigmodel import reference
 from bigmodel.ops.attention import dropout_keep_mask
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _helpers import build_cuda_emulation
+
 DTYPE_CODE = {torch.float32: 0, torch.float16: 2, torch.bfloat16: 3}
 i64, vp = ctypes.c_int64, ctypes.c_void_p
 
@@ -39,31 +37,7 @@ class Params(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler to build the emulated CUDA kernels")
-    src = open(os.path.join(ROOT, "kernels", "cuda", "attention.cu")).read()
-    src = src.replace("#include <cuda_bf16.h>\n#include <cuda_fp16.h>\n#include <cuda_runtime.h>\n",
-                      '#include "thread_emulation.h"\n')
-    src, launches = re.subn(r"(\w[\w<>, :]*?)<<<(.*?)>>>\((.*?)\);",
-                            lambda m: f"emu_launch({m.group(1)}, {m.group(2)}, {m.group(3)});", src, flags=re.S)
-    src = src.replace("extern __shared__ float smem[];", "float* smem = emu::smem_buf;")
-    assert launches == 2 and "<<<" not in src and "__shared__ float" not in src, "attention.cu changed shape"
-    src += """
-extern "C" {
-void emu_forward(const bigmodel::AttentionParams* p) { bigmodel::cuda::attention_forward(*p, nullptr); }
-void emu_backward(const bigmodel::AttentionParams* p) { bigmodel::cuda::attention_backward(*p, nullptr); }
-unsigned long emu_params_size() { return sizeof(bigmodel::AttentionParams); }
-}
-"""
-    build = tmp_path_factory.mktemp("attention_emulated")
-    (build / "attention_emulated.cpp").write_text(src)
-    lib_path = build / "libattention_emulated.so"
-    cmd = [cxx, "-std=c++20", "-O1", "-mf16c", "-fPIC", "-shared", "-pthread", f"-I{ROOT}/kernels/include",
-           f"-I{ROOT}/tests/cuda", str(build / "attention_emulated.cpp"), "-o", str(lib_path)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    lib = ctypes.CDLL(str(lib_path))
+    lib = build_cuda_emulation(tmp_path_factory, "attention", threads=True)
     lib.emu_params_size.restype = ctypes.c_ulong
     assert ctypes.sizeof(Params) == lib.emu_params_size(), "Params no longer mirrors AttentionParams"
     return lib

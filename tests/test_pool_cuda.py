@@ -6,8 +6,6 @@ False; tests/test_pool_cuda_emulated.py checks the same kernel code on the CPU.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +16,7 @@ pytestmark = [
 ]
 
 import bigmodel  # noqa: E402
+from test_pool_cuda_emulated import nan_inf_input  # noqa: E402
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last"]
@@ -121,15 +120,7 @@ def test_avg_pool2d(cfg, dtype, layout, cip, div):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_max_pool2d_nan_and_infinities(dtype, layout):
-    x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
-    x[0, 0, 1, 1] = math.nan
-    x[0, 0, 1, 2] = math.nan
-    x[0, 1, 3, 3] = math.inf
-    x[0, 1, 4, 4] = math.nan
-    x[1, 0] = -math.inf
-    x[1, 1, 2:5, 2:5] = -math.inf
-    x[1, 2, :, 0] = math.inf
-    x = x.to("cuda", dtype)
+    x = nan_inf_input().to("cuda", dtype)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     for k, s, p, d, ceil in [(3, 2, 1, 1, True), (2, 1, 0, 1, False), ((2, 3), (1, 2), 1, (2, 1), False)]:

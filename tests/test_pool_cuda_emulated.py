@@ -113,11 +113,16 @@ def _max_ref(x, k, s, p, d, ceil):
     return F.max_pool2d(x.double(), k, s, p, d, ceil_mode=ceil, return_indices=True)
 
 
-@pytest.mark.parametrize("cfg", MAX_CONFIGS, ids=str)
-@pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("bits", BITS)
-@pytest.mark.parametrize("kind", ["randn", "ties"])
+def max_cases(fn):
+    """Every max-pool configuration x dtype x layout x index width x input kind."""
+    for mark in (pytest.mark.parametrize("kind", ["randn", "ties"]), pytest.mark.parametrize("bits", BITS),
+                 pytest.mark.parametrize("layout", LAYOUTS), pytest.mark.parametrize("dtype", list(DTYPES), ids=str),
+                 pytest.mark.parametrize("cfg", MAX_CONFIGS, ids=str)):
+        fn = mark(fn)
+    return fn
+
+
+@max_cases
 def test_max_forward_and_indices(lib, cfg, dtype, layout, bits, kind):
     shape, k, s, p, d, ceil = cfg
     x = _input(shape, dtype, kind)
@@ -128,11 +133,7 @@ def test_max_forward_and_indices(lib, cfg, dtype, layout, bits, kind):
     assert torch.equal(idx, ref_idx)
 
 
-@pytest.mark.parametrize("cfg", MAX_CONFIGS, ids=str)
-@pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("bits", BITS)
-@pytest.mark.parametrize("kind", ["randn", "ties"])
+@max_cases
 def test_max_backward(lib, cfg, dtype, layout, bits, kind):
     shape, k, s, p, d, ceil = cfg
     x = _input(shape, dtype, kind)
@@ -164,11 +165,9 @@ def test_avg_forward_and_backward(lib, cfg, dtype, layout, bits, cip, div):
     assert_close(gin, x64.grad, dtype)
 
 
-@pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_max_nan_and_infinities(lib, dtype, layout):
-    # NaN anywhere in a window wins (the last NaN, by torch's "greater or NaN" rule); +inf beats
-    # everything else; a window of -inf reports its first tap.
+def nan_inf_input():
+    """(2, 3, 7, 8) float64: windows with one and with two NaNs, NaN beside +inf, planes and
+    windows of -inf, a column of +inf (also used by tests/test_pool_cuda.py)."""
     x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
     x[0, 0, 1, 1] = math.nan
     x[0, 0, 1, 2] = math.nan
@@ -177,7 +176,15 @@ def test_max_nan_and_infinities(lib, dtype, layout):
     x[1, 0] = -math.inf
     x[1, 1, 2:5, 2:5] = -math.inf
     x[1, 2, :, 0] = math.inf
-    x = x.to(dtype)
+    return x
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_max_nan_and_infinities(lib, dtype, layout):
+    # NaN anywhere in a window wins (the last NaN, by torch's "greater or NaN" rule); +inf beats
+    # everything else; a window of -inf reports its first tap.
+    x = nan_inf_input().to(dtype)
     for k, s, p, d, ceil in [((3, 3), (2, 2), (1, 1), (1, 1), True), ((2, 2), (1, 1), (0, 0), (1, 1), False),
                              ((2, 3), (1, 2), (1, 1), (2, 1), False)]:
         ref, ref_idx = _max_ref(x, k, s, p, d, ceil)

@@ -19,8 +19,9 @@
 //                atomics: results are deterministic). grad bias: one block per channel, tree sum.
 //
 // Versions (all in this file):
-//   v1 igemm_simt: 64x64 block tile, BK = 16, 256 threads with a 4x4 register tile each; shared
-//      memory holds the A and B tiles in the accumulator type. Any dtype.
+//   v1 igemm_simt: the SIMT GEMM tile of simt_gemm.cuh (shared with lstm.cu): 64x64 block tile,
+//      BK = 16, 256 threads with a 4x4 register tile each; shared memory holds the A and B tiles in
+//      the accumulator type. Any dtype.
 //   v2 igemm_wmma: float16 / bfloat16 on tensor cores (WMMA 16x16x16, float accumulators): 64x64
 //      block tile, BK = 32, 4 warps of 32x32; the C tile goes through shared memory so that the
 //      epilogue (bias, conversion, layout) is the same scalar code as v1.
@@ -31,9 +32,6 @@
 // loaders do 32-bit divisions per element and are coalesced along W only for NCHW; the grad-input
 // pass multiplies the zeros of strided convolutions (a phase decomposition as in the CPU kernels
 // would skip them); the tiles are single-buffered (no cp.async pipeline).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
 #include <mma.h>
 
 #include <cstdint>
@@ -43,7 +41,8 @@
 #include <type_traits>
 
 #include "bigmodel/conv.h"
-#include "cuda/common.cuh"  // Num (element/accumulator types), BIGMODEL_HD, check_launch
+#include "cuda/common.cuh"     // Num (element/accumulator types), BIGMODEL_HD, launch_kernel
+#include "cuda/simt_gemm.cuh"  // the SIMT GEMM tile (v1)
 
 namespace bigmodel::cuda {
 namespace {
@@ -157,61 +156,33 @@ BIGMODEL_HD void block_range(const Args<T>& a, int z, int& grp, int& k_begin, in
 }
 
 // ---- v1: SIMT implicit GEMM -----------------------------------------------------------------
-constexpr int kSimtBM = 64, kSimtBN = 64, kSimtBK = 16, kSimtThreads = 256;
+// Pass P of group grp (block z) as an Op of simt_gemm.cuh. Consecutive threads walk m of A
+// (consecutive output pixels, coalesced along W for NCHW) and n of B.
+template <typename T, Pass P>
+struct ConvGemm {
+  using Acc = typename Num<T>::acc;
+  static constexpr bool a_k_fast = false, b_n_fast = true;
+  const Args<T>& args;
+  int z, grp;
+  BIGMODEL_HD Acc a(int64_t m, int64_t k) const { return Num<T>::to_acc(load_a<T, P>(args, grp, int(m), int(k))); }
+  BIGMODEL_HD Acc b(int64_t k, int64_t n) const { return Num<T>::to_acc(load_b<T, P>(args, grp, int(k), int(n))); }
+  BIGMODEL_HD void store(int64_t m, int64_t n, Acc v) const { store_c<T, P>(args, z, grp, int(m), int(n), v); }
+};
+
+// Block (x, y, z) of the grid: C tile (x, y) of block z's group and K range.
+template <typename T, Pass P>
+BIGMODEL_HD GemmBlock conv_block(const Args<T>& a, int x, int y, int z, int& grp, int& k_begin) {
+  int k_end;
+  block_range<T, P>(a, z, grp, k_begin, k_end);
+  return {a.M, a.Nc, int64_t(x) * kGemmBM, int64_t(y) * kGemmBN, k_end};
+}
 
 template <typename T, Pass P>
-__global__ void __launch_bounds__(kSimtThreads) igemm_simt(const Args<T> a) {
-  using acc_t = typename Num<T>::acc;
-  constexpr int BM = kSimtBM, BN = kSimtBN, BK = kSimtBK;
-  __shared__ acc_t As[BK][BM];
-  __shared__ acc_t Bs[BK][BN];
-  const int tid = threadIdx.x, z = blockIdx.z;
-  int grp, k_begin, k_end;
-  block_range<T, P>(a, z, grp, k_begin, k_end);
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-  const int tx = tid % 16, ty = tid / 16;  // this thread's C rows m0 + ty*4 + i, columns n0 + tx*4 + j
-  acc_t acc[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = acc_t(0);
-
-  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-#pragma unroll
-    for (int r = 0; r < (BM * BK) / kSimtThreads; ++r) {
-      const int e = tid + r * kSimtThreads;
-      const int mm = e % BM, kk = e / BM;  // consecutive threads, consecutive m
-      const int m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < a.M && k < k_end) ? Num<T>::to_acc(load_a<T, P>(a, grp, m, k)) : acc_t(0);
-      const int nn = e % BN, kb = e / BN;
-      const int n = n0 + nn, kq = k0 + kb;
-      Bs[kb][nn] = (n < a.Nc && kq < k_end) ? Num<T>::to_acc(load_b<T, P>(a, grp, kq, n)) : acc_t(0);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      acc_t av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) av[i] = As[kk][ty * 4 + i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx * 4 + j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-    }
-    __syncthreads();
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = m0 + ty * 4 + i;
-    if (m >= a.M) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int n = n0 + tx * 4 + j;
-      if (n < a.Nc) store_c<T, P>(a, z, grp, m, n, acc[i][j]);
-    }
-  }
+__global__ void __launch_bounds__(kGemmThreads) igemm_simt(const Args<T> a) {
+  const int z = blockIdx.z;
+  int grp, k_begin;
+  const GemmBlock t = conv_block<T, P>(a, blockIdx.x, blockIdx.y, z, grp, k_begin);
+  gemm_block<typename Num<T>::acc>(ConvGemm<T, P>{a, z, grp}, t, k_begin);
 }
 
 // ---- v2: tensor cores (float16 / bfloat16) ------------------------------------------------------
@@ -293,9 +264,7 @@ BIGMODEL_HD void reduce_splits_at(int64_t i, const typename Num<T>::acc* ws, T* 
 
 template <typename T>
 __global__ void reduce_splits(const typename Num<T>::acc* ws, T* dw, int G, int splits, int M, int Nc) {
-  const int64_t total = int64_t(G) * M * Nc;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x)
-    reduce_splits_at(i, ws, dw, splits, M, Nc);
+  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, int64_t(G) * M * Nc) { reduce_splits_at(i, ws, dw, splits, M, Nc); }
 }
 
 // ---- per-channel reductions (bias gradient, depthwise weight gradient) ------------------------
@@ -314,24 +283,28 @@ __device__ __forceinline__ A block_sum(A v, A* sh) {
 
 // ---- depthwise ---------------------------------------------------------------------------------
 
+// Element i (in memory order of the layout) of an (N, C, H, W) activation -> (n, c, h, w).
+BIGMODEL_HD void locate(const Geom& g, int64_t i, int H, int W, int& n, int& c, int& h, int& w) {
+  const int64_t inner = g.nhwc ? g.C : W;  // fastest dimension
+  const int64_t t = i / inner;
+  if (g.nhwc) {
+    c = int(i % g.C);
+    w = int(t % W);
+    h = int((t / W) % H);
+  } else {
+    w = int(i % W);
+    h = int(t % H);
+    c = int((t / H) % g.C);
+  }
+  n = int(i / (int64_t(g.C) * H * W));
+}
+
 // Element i (in memory order of the output's layout) of the depthwise forward.
 template <typename T>
 BIGMODEL_HD void depthwise_forward_at(const Geom& g, int64_t i, const T* x, const T* w, const T* bias, T* y) {
   using acc_t = typename Num<T>::acc;
   int n, c, oh, ow;
-  if (g.nhwc) {
-    c = int(i % g.C);
-    const int64_t t = i / g.C;
-    ow = int(t % g.OW);
-    oh = int((t / g.OW) % g.OH);
-    n = int(t / (int64_t(g.OW) * g.OH));
-  } else {
-    ow = int(i % g.OW);
-    const int64_t t = i / g.OW;
-    oh = int(t % g.OH);
-    c = int((t / g.OH) % g.C);
-    n = int(t / (int64_t(g.OH) * g.C));
-  }
+  locate(g, i, g.OH, g.OW, n, c, oh, ow);
   acc_t s = bias != nullptr ? Num<T>::to_acc(bias[c]) : acc_t(0);
   for (int kh = 0; kh < g.KH; ++kh) {
     const int ih = oh * g.sH - g.pH + kh * g.dH;
@@ -352,19 +325,7 @@ template <typename T>
 BIGMODEL_HD void depthwise_backward_input_at(const Geom& g, int64_t i, const T* dy, const T* w, T* dx) {
   using acc_t = typename Num<T>::acc;
   int n, c, ih, iw;
-  if (g.nhwc) {
-    c = int(i % g.C);
-    const int64_t t = i / g.C;
-    iw = int(t % g.W);
-    ih = int((t / g.W) % g.H);
-    n = int(t / (int64_t(g.W) * g.H));
-  } else {
-    iw = int(i % g.W);
-    const int64_t t = i / g.W;
-    ih = int(t % g.H);
-    c = int((t / g.H) % g.C);
-    n = int(t / (int64_t(g.H) * g.C));
-  }
+  locate(g, i, g.H, g.W, n, c, ih, iw);
   acc_t s = 0;
   for (int kh = 0; kh < g.KH; ++kh) {
     const int th = ih + g.pH - kh * g.dH;
@@ -398,16 +359,12 @@ BIGMODEL_HD typename Num<T>::acc channel_term(const Geom& g, int c, int tap, int
 
 template <typename T>
 __global__ void depthwise_forward(const Geom g, const T* x, const T* w, const T* bias, T* y) {
-  const int64_t total = int64_t(g.N) * g.C * g.OH * g.OW;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x)
-    depthwise_forward_at(g, i, x, w, bias, y);
+  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, int64_t(g.N) * g.C * g.OH * g.OW) { depthwise_forward_at(g, i, x, w, bias, y); }
 }
 
 template <typename T>
 __global__ void depthwise_backward_input(const Geom g, const T* dy, const T* w, T* dx) {
-  const int64_t total = int64_t(g.N) * g.C * g.H * g.W;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x)
-    depthwise_backward_input_at(g, i, dy, w, dx);
+  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, int64_t(g.N) * g.C * g.H * g.W) { depthwise_backward_input_at(g, i, dy, w, dx); }
 }
 
 // The sum over output pixels of channel_term(c, tap), one block per (c = blockIdx.x,
@@ -465,20 +422,11 @@ bool tensor_cores_for(DType dtype) {
   return major >= 8;
 }
 
-unsigned grid_1d(int64_t total) {
-  const int64_t blocks = (total + 255) / 256;
-  return static_cast<unsigned>(blocks < (int64_t(1) << 20) ? (blocks > 0 ? blocks : 1) : (int64_t(1) << 20));
-}
-
-template <typename Fn>
-void dispatch(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::f32: fn(float{}); return;
-    case DType::f64: fn(double{}); return;
-    case DType::f16: fn(__half{}); return;
-    case DType::bf16: fn(__nv_bfloat16{}); return;
-  }
-  throw std::invalid_argument(std::string("conv2d: unsupported dtype ") + dtype_name(dtype));
+template <typename T>
+dim3 igemm_grid(const Args<T>& a, int bm, int bn, int grid_z, const char* what) {
+  const dim3 grid(ceil_div(a.M, bm), ceil_div(a.Nc, bn), grid_z);
+  if (grid.y > 65535) throw std::invalid_argument(std::string(what) + ": too many output channels for CUDA");
+  return grid;
 }
 
 template <typename T, Pass P>
@@ -486,16 +434,11 @@ void launch_igemm(const Args<T>& a, int grid_z, cudaStream_t stream, const char*
   if (grid_z > 65535) throw std::invalid_argument(std::string(what) + ": more than 65535 groups (or splits) on CUDA");
   if (tensor_cores_for(std::is_same_v<T, __half> ? DType::f16 : std::is_same_v<T, __nv_bfloat16> ? DType::bf16 : DType::f32)) {
     if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) {
-      const dim3 grid((a.M + kMmaBM - 1) / kMmaBM, (a.Nc + kMmaBN - 1) / kMmaBN, grid_z);
-      if (grid.y > 65535) throw std::invalid_argument(std::string(what) + ": too many output channels for CUDA");
-      igemm_wmma<T, P><<<grid, kMmaThreads, 0, stream>>>(a);
-      return check_launch(what);
+      return launch_kernel(what, igemm_wmma<T, P>, igemm_grid(a, kMmaBM, kMmaBN, grid_z, what), kMmaThreads, 0,
+                           stream, a);
     }
   }
-  const dim3 grid((a.M + kSimtBM - 1) / kSimtBM, (a.Nc + kSimtBN - 1) / kSimtBN, grid_z);
-  if (grid.y > 65535) throw std::invalid_argument(std::string(what) + ": too many output channels for CUDA");
-  igemm_simt<T, P><<<grid, kSimtThreads, 0, stream>>>(a);
-  check_launch(what);
+  launch_kernel(what, igemm_simt<T, P>, igemm_grid(a, kGemmBM, kGemmBN, grid_z, what), kGemmThreads, 0, stream, a);
 }
 
 // K splits of the weight-gradient GEMM: enough blocks for ~4 waves of the GPU, each split at
@@ -503,7 +446,7 @@ void launch_igemm(const Args<T>& a, int grid_z, cudaStream_t stream, const char*
 // k_chunk for `s` splits: ceil(K / s) rounded up to a multiple of both block-K sizes, so that no
 // split boundary falls inside a block step.
 int split_chunk(int64_t K, int64_t s) {
-  const int64_t step = kMmaBK;  // kSimtBK divides it
+  const int64_t step = kMmaBK;  // kGemmBK divides it
   int64_t chunk = (K + s - 1) / s;
   chunk = (chunk + step - 1) / step * step;
   return static_cast<int>(chunk < step ? step : chunk);
@@ -527,14 +470,12 @@ void conv2d_forward(const Conv2dParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const Geom g = make_geom(p, "conv2d");
   if (p.N == 0) return;
-  dispatch(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float(p.dtype, "conv2d", [&](auto tag) {
+    using T = typename decltype(tag)::type;
     if (is_depthwise(p)) {
-      const int64_t total = int64_t(g.N) * g.C * g.OH * g.OW;
-      depthwise_forward<T><<<grid_1d(total), 256, 0, stream>>>(g, static_cast<const T*>(p.input),
-                                                               static_cast<const T*>(p.weight),
-                                                               static_cast<const T*>(p.bias), static_cast<T*>(p.output));
-      return check_launch("conv2d (depthwise)");
+      return launch_kernel("conv2d (depthwise)", depthwise_forward<T>, blocks_for(int64_t(g.N) * g.C * g.OH * g.OW),
+                           kThreads, 0, stream, g, static_cast<const T*>(p.input), static_cast<const T*>(p.weight),
+                           static_cast<const T*>(p.bias), static_cast<T*>(p.output));
     }
     Args<T> a{g, static_cast<const T*>(p.input), static_cast<const T*>(p.weight), static_cast<T*>(p.output),
               static_cast<const T*>(p.bias), nullptr, g.N * g.OH * g.OW, g.OCg, g.ICg * g.KH * g.KW, 1, 0};
@@ -546,13 +487,13 @@ void conv2d_backward_input(const Conv2dParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const Geom g = make_geom(p, "conv2d_backward_input");
   if (p.N == 0) return;
-  dispatch(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float(p.dtype, "conv2d", [&](auto tag) {
+    using T = typename decltype(tag)::type;
     if (is_depthwise(p)) {
-      const int64_t total = int64_t(g.N) * g.C * g.H * g.W;
-      depthwise_backward_input<T><<<grid_1d(total), 256, 0, stream>>>(
-          g, static_cast<const T*>(p.grad_output), static_cast<const T*>(p.weight), static_cast<T*>(p.grad_input));
-      return check_launch("conv2d_backward_input (depthwise)");
+      return launch_kernel("conv2d_backward_input (depthwise)", depthwise_backward_input<T>,
+                           blocks_for(int64_t(g.N) * g.C * g.H * g.W), kThreads, 0, stream, g,
+                           static_cast<const T*>(p.grad_output), static_cast<const T*>(p.weight),
+                           static_cast<T*>(p.grad_input));
     }
     Args<T> a{g, static_cast<const T*>(p.grad_output), static_cast<const T*>(p.weight), static_cast<T*>(p.grad_input),
               nullptr, nullptr, g.N * g.H * g.W, g.ICg, g.OCg * g.KH * g.KW, 1, 0};
@@ -572,21 +513,21 @@ int64_t conv2d_backward_weight_workspace_bytes(const Conv2dParams& p) {
 void conv2d_backward_weight(const Conv2dParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const Geom g = make_geom(p, "conv2d_backward_weight");
-  dispatch(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float(p.dtype, "conv2d", [&](auto tag) {
+    using T = typename decltype(tag)::type;
     using acc_t = typename Num<T>::acc;
     const T* x = static_cast<const T*>(p.input);
     const T* dy = static_cast<const T*>(p.grad_output);
     T* dw = static_cast<T*>(p.grad_weight);
     T* db = static_cast<T*>(p.grad_bias);
     if (db != nullptr) {
-      channel_sums<T><<<dim3(g.OC, 1), kReduceThreads, 0, stream>>>(g, x, dy, dw, db, -1);
-      check_launch("conv2d_backward_weight (bias)");
+      launch_kernel("conv2d_backward_weight (bias)", channel_sums<T>, dim3(g.OC, 1), kReduceThreads, 0, stream, g, x,
+                    dy, dw, db, -1);
     }
     if (is_depthwise(p)) {
       if (g.KH * g.KW > 65535) throw std::invalid_argument("conv2d_backward_weight: depthwise kernel too large for CUDA");
-      channel_sums<T><<<dim3(g.C, g.KH * g.KW), kReduceThreads, 0, stream>>>(g, x, dy, dw, db, 0);
-      return check_launch("conv2d_backward_weight (depthwise)");
+      return launch_kernel("conv2d_backward_weight (depthwise)", channel_sums<T>, dim3(g.C, g.KH * g.KW),
+                           kReduceThreads, 0, stream, g, x, dy, dw, db, 0);
     }
     int splits, k_chunk;
     weight_splits(p, g, splits, k_chunk);
@@ -595,9 +536,8 @@ void conv2d_backward_weight(const Conv2dParams& p, void* stream_ptr) {
     Args<T> a{g, static_cast<const T*>(p.grad_output), static_cast<const T*>(p.input), nullptr, nullptr,
               static_cast<acc_t*>(p.workspace), g.OCg, g.ICg * g.KH * g.KW, g.N * g.OH * g.OW, splits, k_chunk};
     launch_igemm<T, Pass::bwd_weight>(a, g.G * splits, stream, "conv2d_backward_weight");
-    const int64_t total = int64_t(g.G) * a.M * a.Nc;
-    reduce_splits<T><<<grid_1d(total), 256, 0, stream>>>(a.ws, static_cast<T*>(p.grad_weight), g.G, splits, a.M, a.Nc);
-    check_launch("conv2d_backward_weight (reduce)");
+    launch_kernel("conv2d_backward_weight (reduce)", reduce_splits<T>, blocks_for(int64_t(g.G) * a.M * a.Nc), kThreads,
+                  0, stream, a.ws, static_cast<T*>(p.grad_weight), g.G, splits, a.M, a.Nc);
   });
 }
 

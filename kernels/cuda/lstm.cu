@@ -6,10 +6,9 @@
 // in W.
 //
 // Kernels (all launched on the caller's stream, in order):
-//   gemm_kernel         our tiled GEMM (no cuBLAS): C (M, N) = alpha A B + beta C + bias, any
-//                       strides, 64 x 64 output tile per 256-thread block, 4 x 4 per thread,
-//                       K in steps of 16 through shared memory. Used for the input
-//                       projection, the per-step h W_hh^T / dG W_hh, and the weight / input
+//   gemm_kernel         our tiled GEMM (no cuBLAS): C (M, N) = A B + beta C + bias, any
+//                       strides, simt_gemm.cuh's 64 x 64 tile per 256-thread block. Used for
+//                       the input projection, the per-step h W_hh^T / dG W_hh, and the weight / input
 //                       gradients over all steps.
 //   for_each_kernel     runs one pointwise body per element (grid-stride):
 //     CellForward       fused gate pointwise: sigmoid / tanh of the four gates, c/h update,
@@ -21,83 +20,30 @@
 // 2 (pointwise, GEMM). A persistent kernel keeping W_hh in shared memory across steps would save
 // the launches and the W_hh reloads for small H; it is not written yet.
 //
-// v1 (this file): correctness-first. The GEMM uses plain strided loads (coalesced along whichever
-// dimension has unit stride) and FMA on CUDA cores; no tensor cores.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
+// v1 (this file): correctness-first. The GEMM is the SIMT tile of simt_gemm.cuh (shared with
+// conv.cu) with plain strided loads (coalesced along whichever dimension has unit stride) and FMA
+// on CUDA cores; no tensor cores.
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "bigmodel/lstm.h"
-
-// Per-element and per-thread bodies are __host__ __device__, so that the host emulation test
-// (tests/cuda/lstm_emulation.cu) can run them on the CPU where no GPU is available.
-#define LSTM_HD __host__ __device__ __forceinline__
+#include "cuda/common.cuh"     // Num (element / work types), launch_kernel, dispatch_float
+#include "cuda/simt_gemm.cuh"  // the SIMT GEMM tile
 
 namespace bigmodel::cuda {
 namespace {
 
 // ---- element types ---------------------------------------------------------------------------
+// W = Num<T>::acc: float, or double for T = double.
 
-LSTM_HD float to_w(float v) { return v; }
-LSTM_HD double to_w(double v) { return v; }
-LSTM_HD float to_w(__half v) { return __half2float(v); }
-LSTM_HD float to_w(__nv_bfloat16 v) { return __bfloat162float(v); }
+BIGMODEL_HD float sigmoid_w(float x) { return 1.0f / (1.0f + expf(-x)); }
+BIGMODEL_HD double sigmoid_w(double x) { return 1.0 / (1.0 + exp(-x)); }
+BIGMODEL_HD float tanh_w(float x) { return tanhf(x); }
+BIGMODEL_HD double tanh_w(double x) { return tanh(x); }
 
-template <typename T>
-struct Cvt {
-  template <typename A>
-  static LSTM_HD T from(A v) { return static_cast<T>(v); }
-};
-template <>
-struct Cvt<__half> {
-  static LSTM_HD __half from(float v) { return __float2half_rn(v); }
-};
-template <>
-struct Cvt<__nv_bfloat16> {
-  static LSTM_HD __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
-};
-
-template <typename T>
-struct Work {
-  using type = float;
-};
-template <>
-struct Work<double> {
-  using type = double;
-};
-
-LSTM_HD float sigmoid_w(float x) { return 1.0f / (1.0f + expf(-x)); }
-LSTM_HD double sigmoid_w(double x) { return 1.0 / (1.0 + exp(-x)); }
-LSTM_HD float tanh_w(float x) { return tanhf(x); }
-LSTM_HD double tanh_w(double x) { return tanh(x); }
-
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("lstm: ") + what + ": CUDA kernel launch failed: " + cudaGetErrorName(err) +
-                             " (" + cudaGetErrorString(err) + ")");
-}
-
-constexpr int kThreads = 256;
-
-unsigned int blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  const int64_t cap = int64_t(1) << 22;  // grid-stride loops cover the rest
-  return static_cast<unsigned int>(b < 1 ? 1 : (b < cap ? b : cap));
-}
-
-#define LSTM_GRID_STRIDE_LOOP(i, total)                                                       \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (total); \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-
-// ---- tiled GEMM --------------------------------------------------------------------------------
-
-constexpr int BM = 64, BN = 64, BK = 16;  // block tile (M x N) and K step
-constexpr int TM = 4, TN = 4;             // per-thread outputs: rows ty + 16 i, columns tx + 16 j
+// ---- strided GEMM ------------------------------------------------------------------------------
+// C (M, N) = A B + beta C + bias1 + bias2 with any operand strides, as an Op of simt_gemm.cuh.
 
 template <typename TA, typename TB, typename TC>
 struct GemmArgs {
@@ -108,98 +54,28 @@ struct GemmArgs {
   int64_t brs, bcs;
   TC* c;  // C(m, n) = c[m * crs + n]
   int64_t crs;
-  const TA* bias1;  // optional, per column (length N), added after alpha A B
+  const TA* bias1;  // optional, per column (length N), added after A B
   const TA* bias2;
   float beta;  // 0: C is not read
 };
 
-// The block algorithm in three per-thread phases (tid = ty * 16 + tx in [0, 256)), separated by
-// __syncthreads() in the kernel:
-//   load:       thread tid stores 4 of the 64 x 16 A elements and 4 of the 16 x 64 B elements of
-//               step k0 in shared memory; consecutive threads walk whichever dimension has unit
-//               stride, so that global loads coalesce. Out-of-range elements are zeros.
-//   accumulate: acc[i][j] += sum_kk As[kk][ty + 16 i] * Bs[kk][tx + 16 j]
-//   store:      C(m0 + ty + 16 i, n0 + tx + 16 j) = acc + beta C + bias, where in range.
-template <typename Acc>
-struct GemmTiles {
-  Acc As[BK][BM + 1];
-  Acc Bs[BK][BN + 1];
+template <typename TA, typename TB, typename TC>
+struct StridedGemm {
+  using Acc = typename Num<TC>::acc;
+  GemmArgs<TA, TB, TC> g;
+  bool a_k_fast, b_n_fast;
+
+  explicit StridedGemm(const GemmArgs<TA, TB, TC>& args) : g(args), a_k_fast(args.acs == 1), b_n_fast(args.bcs == 1) {}
+  BIGMODEL_HD Acc a(int64_t m, int64_t k) const { return Acc(Num<TA>::to_acc(g.a[m * g.ars + k * g.acs])); }
+  BIGMODEL_HD Acc b(int64_t k, int64_t n) const { return Acc(Num<TB>::to_acc(g.b[k * g.brs + n * g.bcs])); }
+  BIGMODEL_HD void store(int64_t m, int64_t n, Acc v) const {
+    TC* cp = g.c + m * g.crs + n;
+    if (g.beta != 0.0f) v += Acc(g.beta) * Acc(Num<TC>::to_acc(*cp));
+    if (g.bias1) v += Acc(Num<TA>::to_acc(g.bias1[n])) + Acc(Num<TA>::to_acc(g.bias2[n]));
+    *cp = Num<TC>::from_acc(v);
+  }
+  BIGMODEL_HD GemmBlock block(int64_t mt, int64_t nt) const { return {g.M, g.N, mt * kGemmBM, nt * kGemmBN, g.K}; }
 };
-
-template <typename TA, typename TB, typename TC, typename Acc>
-LSTM_HD void gemm_load(const GemmArgs<TA, TB, TC>& g, GemmTiles<Acc>& sm, int tid, int64_t m0, int64_t n0,
-                       int64_t k0) {
-  for (int l = 0; l < (BM * BK) / 256; ++l) {
-    const int e = tid + l * 256;
-    const bool k_fast = g.acs == 1;
-    const int mm = k_fast ? e / BK : e % BM, kk = k_fast ? e % BK : e / BM;
-    const int64_t m = m0 + mm, k = k0 + kk;
-    sm.As[kk][mm] = (m < g.M && k < g.K) ? Acc(to_w(g.a[m * g.ars + k * g.acs])) : Acc(0);
-  }
-  for (int l = 0; l < (BK * BN) / 256; ++l) {
-    const int e = tid + l * 256;
-    const bool n_fast = g.bcs == 1;
-    const int nn = n_fast ? e % BN : e / BK, kk = n_fast ? e / BN : e % BK;
-    const int64_t k = k0 + kk, n = n0 + nn;
-    sm.Bs[kk][nn] = (k < g.K && n < g.N) ? Acc(to_w(g.b[k * g.brs + n * g.bcs])) : Acc(0);
-  }
-}
-
-template <typename Acc>
-LSTM_HD void gemm_accumulate(const GemmTiles<Acc>& sm, int tx, int ty, Acc (&acc)[TM][TN]) {
-#pragma unroll
-  for (int kk = 0; kk < BK; ++kk) {
-    Acc av[TM], bv[TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i) av[i] = sm.As[kk][ty + 16 * i];
-#pragma unroll
-    for (int j = 0; j < TN; ++j) bv[j] = sm.Bs[kk][tx + 16 * j];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-      for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-  }
-}
-
-template <typename TA, typename TB, typename TC, typename Acc>
-LSTM_HD void gemm_store(const GemmArgs<TA, TB, TC>& g, const Acc (&acc)[TM][TN], int tx, int ty, int64_t m0,
-                        int64_t n0) {
-  for (int i = 0; i < TM; ++i) {
-    const int64_t m = m0 + ty + 16 * i;
-    if (m >= g.M) continue;
-    for (int j = 0; j < TN; ++j) {
-      const int64_t n = n0 + tx + 16 * j;
-      if (n >= g.N) continue;
-      Acc v = acc[i][j];
-      TC* cp = g.c + m * g.crs + n;
-      if (g.beta != 0.0f) v += Acc(g.beta) * Acc(to_w(*cp));
-      if (g.bias1) v += Acc(to_w(g.bias1[n])) + Acc(to_w(g.bias2[n]));
-      *cp = Cvt<TC>::from(v);
-    }
-  }
-}
-
-#ifndef BIGMODEL_CUDA_EMULATION
-// Grid: x over M tiles (up to 2^31 - 1), y over N tiles. Block: 16 x 16 threads.
-template <typename TA, typename TB, typename TC, typename Acc>
-__global__ void __launch_bounds__(256) gemm_kernel(const GemmArgs<TA, TB, TC> g) {
-  __shared__ GemmTiles<Acc> sm;
-  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
-  Acc acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
-  for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
-    gemm_load(g, sm, tid, m0, n0, k0);
-    __syncthreads();
-    gemm_accumulate(sm, tx, ty, acc);
-    __syncthreads();
-  }
-  gemm_store(g, acc, tx, ty, m0, n0);
-}
-#endif
 
 // ---- pointwise bodies ------------------------------------------------------------------------
 // Each is a functor whose operator()(i) handles item i of a 1-D range (launched by for_each).
@@ -218,9 +94,9 @@ struct CellForward {
   T* out_t;
   T* h_next;
   int64_t H, rows;
-  LSTM_HD void operator()(int64_t idx) const {
+  BIGMODEL_HD void operator()(int64_t idx) const {
     const int64_t b = idx / H, j = idx - b * H;
-    const W cp = c_prev_w ? c_prev_w[idx] : W(to_w(c0[idx]));
+    const W cp = c_prev_w ? c_prev_w[idx] : W(Num<T>::to_acc(c0[idx]));
     if (b < rows) {
       W* g = g_t + b * 4 * H + j;
       const W i = sigmoid_w(g[0]), f = sigmoid_w(g[H]), gg = tanh_w(g[2 * H]), o = sigmoid_w(g[3 * H]);
@@ -229,13 +105,13 @@ struct CellForward {
       g[2 * H] = gg;
       g[3 * H] = o;
       const W c = f * cp + i * gg;
-      const T h = Cvt<T>::from(o * tanh_w(c));
+      const T h = Num<T>::from_acc(o * tanh_w(c));
       c_t[idx] = c;
       out_t[idx] = h;
       h_next[idx] = h;
     } else {
       c_t[idx] = cp;
-      out_t[idx] = Cvt<T>::from(W(0));
+      out_t[idx] = Num<T>::from_acc(W(0));
       h_next[idx] = h_prev[idx];
     }
   }
@@ -249,9 +125,9 @@ struct FinalState {
   const T* h_last;
   const W* c_last;
   const T* c_last_t;
-  LSTM_HD void operator()(int64_t i) const {
+  BIGMODEL_HD void operator()(int64_t i) const {
     h_n[i] = h_last[i];
-    c_n[i] = c_last_t ? c_last_t[i] : Cvt<T>::from(c_last[i]);
+    c_n[i] = c_last_t ? c_last_t[i] : Num<T>::from_acc(c_last[i]);
   }
 };
 
@@ -260,14 +136,14 @@ template <typename T, typename W>
 struct LoadGrad {
   W* dst;
   const T* src;
-  LSTM_HD void operator()(int64_t i) const { dst[i] = src ? W(to_w(src[i])) : W(0); }
+  BIGMODEL_HD void operator()(int64_t i) const { dst[i] = src ? W(Num<T>::to_acc(src[i])) : W(0); }
 };
 
 template <typename T, typename W>
 struct StoreGrad {
   T* dst;
   const W* src;
-  LSTM_HD void operator()(int64_t i) const { dst[i] = Cvt<T>::from(src[i]); }
+  BIGMODEL_HD void operator()(int64_t i) const { dst[i] = Num<T>::from_acc(src[i]); }
 };
 
 // Backward of one step, item idx = b * H + j:
@@ -285,7 +161,7 @@ struct CellBackward {
   W* dc;
   W* dg_t;
   int64_t H, rows;
-  LSTM_HD void operator()(int64_t idx) const {
+  BIGMODEL_HD void operator()(int64_t idx) const {
     const int64_t b = idx / H, j = idx - b * H;
     W* dg = dg_t + b * 4 * H + j;
     if (b >= rows) {
@@ -294,8 +170,8 @@ struct CellBackward {
     }
     const W* g = g_t + b * 4 * H + j;
     const W i = g[0], f = g[H], gg = g[2 * H], o = g[3 * H];
-    const W dh = dh_rec[idx] + (grad_out_t ? W(to_w(grad_out_t[idx])) : W(0));
-    const W cp = c_prev_w ? c_prev_w[idx] : W(to_w(c0[idx]));
+    const W dh = dh_rec[idx] + (grad_out_t ? W(Num<T>::to_acc(grad_out_t[idx])) : W(0));
+    const W cp = c_prev_w ? c_prev_w[idx] : W(Num<T>::to_acc(c0[idx]));
     const W tc = tanh_w(c_t[idx]);
     const W dcv = dc[idx] + dh * o * (W(1) - tc * tc);
     dg[0] = dcv * gg * i * (W(1) - i);
@@ -312,39 +188,42 @@ struct ColumnSum {
   const W* x;
   int64_t rows, cols;
   T* out;
-  LSTM_HD void operator()(int64_t n) const {
+  BIGMODEL_HD void operator()(int64_t n) const {
     W s = W(0);
     for (int64_t r = 0; r < rows; ++r) s += x[r * cols + n];
-    out[n] = Cvt<T>::from(s);
+    out[n] = Num<T>::from_acc(s);
   }
 };
 
 // ---- launchers -----------------------------------------------------------------------------
-// for_each(n, f): f(i) for i in [0, n); gemm(g): the tiled GEMM. On the GPU they launch the
-// kernels below; the host emulation test defines them itself (BIGMODEL_CUDA_EMULATION).
+// for_each(n, f): f(i) for i in [0, n); gemm(g): the SIMT GEMM tile over C. On the GPU they
+// launch the kernels below; the host emulation test defines them itself (BIGMODEL_CUDA_EMULATION).
 
 #ifndef BIGMODEL_CUDA_EMULATION
 template <typename F>
 __global__ void for_each_kernel(int64_t n, const F f) {
-  LSTM_GRID_STRIDE_LOOP(i, n) { f(i); }
+  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, n) { f(i); }
+}
+
+// Grid: x over M tiles (up to 2^31 - 1), y over N tiles.
+template <typename Op>
+__global__ void __launch_bounds__(kGemmThreads) gemm_kernel(const Op op) {
+  gemm_block<typename Op::Acc>(op, op.block(blockIdx.x, blockIdx.y), 0);
 }
 
 template <typename F>
 void for_each(int64_t n, const F& f, cudaStream_t stream, const char* what) {
   if (n <= 0) return;
-  for_each_kernel<F><<<blocks_for(n), kThreads, 0, stream>>>(n, f);
-  check_launch(what);
+  launch_kernel(what, for_each_kernel<F>, blocks_for(n), kThreads, 0, stream, n, f);
 }
 
 template <typename TA, typename TB, typename TC>
 void gemm(const GemmArgs<TA, TB, TC>& g, cudaStream_t stream, const char* what) {
   if (g.M <= 0 || g.N <= 0) return;
-  using Acc = typename Work<TC>::type;
-  const int64_t mt = (g.M + BM - 1) / BM, nt = (g.N + BN - 1) / BN;
+  const int64_t mt = ceil_div(g.M, kGemmBM), nt = ceil_div(g.N, kGemmBN);
   if (mt > 2147483647 || nt > 65535) throw std::invalid_argument(std::string("lstm: ") + what + ": GEMM too large");
-  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt)), block(16, 16);
-  gemm_kernel<TA, TB, TC, Acc><<<grid, block, 0, stream>>>(g);
-  check_launch(what);
+  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt));
+  launch_kernel(what, gemm_kernel<StridedGemm<TA, TB, TC>>, grid, kGemmThreads, 0, stream, StridedGemm<TA, TB, TC>(g));
 }
 #else
 template <typename F>
@@ -362,15 +241,23 @@ int64_t active_rows(const LstmParams& p, int64_t s) {
   return r;
 }
 
+// The layer's inputs, typed: x, h0, c0, w_ih, w_hh.
+template <typename T>
+struct Inputs {
+  const T *x, *h0, *c0, *w_ih, *w_hh;
+};
+
+template <typename T>
+Inputs<T> inputs(const LstmParams& p) {
+  return {static_cast<const T*>(p.input), static_cast<const T*>(p.h0), static_cast<const T*>(p.c0),
+          static_cast<const T*>(p.w_ih), static_cast<const T*>(p.w_hh)};
+}
+
 template <typename T>
 void forward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
-  using W = typename Work<T>::type;
+  using W = typename Num<T>::acc;
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
-  const T* x = static_cast<const T*>(p.input);
-  const T* h0 = static_cast<const T*>(p.h0);
-  const T* c0 = static_cast<const T*>(p.c0);
-  const T* w_ih = static_cast<const T*>(p.w_ih);
-  const T* w_hh = static_cast<const T*>(p.w_hh);
+  const auto [x, h0, c0, w_ih, w_hh] = inputs<T>(p);
   W* gates = static_cast<W*>(p.gates);
   W* cells = static_cast<W*>(p.cells);
   T* out = static_cast<T*>(p.output);
@@ -405,13 +292,9 @@ void forward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
 
 template <typename T>
 void backward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
-  using W = typename Work<T>::type;
+  using W = typename Num<T>::acc;
   const int64_t T_ = p.T, B = p.B, I = p.I, H = p.H, G4 = 4 * H;
-  const T* x = static_cast<const T*>(p.input);
-  const T* h0 = static_cast<const T*>(p.h0);
-  const T* c0 = static_cast<const T*>(p.c0);
-  const T* w_ih = static_cast<const T*>(p.w_ih);
-  const T* w_hh = static_cast<const T*>(p.w_hh);
+  const auto [x, h0, c0, w_ih, w_hh] = inputs<T>(p);
   const T* out = static_cast<const T*>(p.output);
   const W* gates = static_cast<const W*>(p.gates);
   const W* cells = static_cast<const W*>(p.cells);
@@ -466,17 +349,6 @@ void backward_impl(const LstmParams& p, void* workspace, cudaStream_t stream) {
   gemm(dx, stream, "grad input");
 }
 
-template <typename Fn>
-void dispatch(DType dt, Fn&& fn) {
-  switch (dt) {
-    case DType::f32: fn(float{}); return;
-    case DType::f64: fn(double{}); return;
-    case DType::f16: fn(__half{}); return;
-    case DType::bf16: fn(__nv_bfloat16{}); return;
-  }
-  throw std::invalid_argument(std::string("lstm: unsupported dtype ") + dtype_name(dt));
-}
-
 int64_t elem_size(DType dt) { return dt == DType::f64 ? 8 : dt == DType::f32 ? 4 : 2; }
 
 void check(const LstmParams& p) {
@@ -496,16 +368,16 @@ int64_t lstm_workspace_bytes(const LstmParams& p, bool backward) {
 
 void lstm_forward(const LstmParams& p, void* workspace, void* stream) {
   check(p);
-  dispatch(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float(p.dtype, "lstm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
     forward_impl<T>(p, workspace, static_cast<cudaStream_t>(stream));
   });
 }
 
 void lstm_backward(const LstmParams& p, void* workspace, void* stream) {
   check(p);
-  dispatch(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float(p.dtype, "lstm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
     backward_impl<T>(p, workspace, static_cast<cudaStream_t>(stream));
   });
 }

@@ -26,7 +26,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "bigmodel/pool.h"
 #include "cuda/common.cuh"
@@ -189,8 +188,8 @@ BIGMODEL_HD void windows_containing(index_t i, index_t span, index_t s, index_t 
 // ---------------------------------------------------------------------------------------------
 // Per-element bodies. Tensors are contiguous in the layout (NHWC when kNHWC, else NCHW):
 // in / grad_in (N, C, H, W); out / indices / grad_out (N, C, OH, OW). Each body computes one
-// element `idx` (linear in that layout); the kernels below run them over a grid-stride loop, and
-// tests/cuda/pool_emulation.cu runs the same bodies on the host.
+// element `idx` (linear in that layout); pool_kernel below runs them over a grid-stride loop, and
+// tests/cuda/pool_emulation.cu runs the same bodies (through pool_at) on the host.
 // ---------------------------------------------------------------------------------------------
 
 // Output element idx of max pooling (and its index when `indices` is non-null).
@@ -282,121 +281,83 @@ BIGMODEL_HD void avg_pool_backward_at(index_t idx, const T* __restrict__ grad_ou
   grad_in[idx] = Num<T>::from_acc(grad);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Kernels: the bodies over a grid-stride loop (one element per thread for any realistic size).
-// ---------------------------------------------------------------------------------------------
+// The four passes as one body, one kernel and one launcher: `a` holds the pointers a pass uses
+// (`result` is out for the forwards, grad_in for the backwards).
+enum class PoolOp { max_forward, max_backward, avg_forward, avg_backward };
 
-template <typename T, typename index_t, bool kNHWC>
-__global__ void __launch_bounds__(kThreads)
-    max_pool_forward_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t* __restrict__ indices,
-                            const Geom<index_t> g, const int64_t total) {
-  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, total) {
-    max_pool_forward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, out, indices, g);
-  }
+template <typename T>
+struct PoolArgs {
+  const T* in;
+  const T* grad_out;
+  T* result;
+  int64_t* indices;
+  bool count_include_pad;
+  int64_t divisor_override;
+};
+
+template <PoolOp kOp, typename T, typename index_t, bool kNHWC>
+BIGMODEL_HD void pool_at(index_t idx, const PoolArgs<T>& a, const Geom<index_t>& g) {
+  if constexpr (kOp == PoolOp::max_forward)
+    max_pool_forward_at<T, index_t, kNHWC>(idx, a.in, a.result, a.indices, g);
+  else if constexpr (kOp == PoolOp::max_backward)
+    max_pool_backward_at<T, index_t, kNHWC>(idx, a.in, a.grad_out, a.result, g);
+  else if constexpr (kOp == PoolOp::avg_forward)
+    avg_pool_forward_at<T, index_t, kNHWC>(idx, a.in, a.result, g, a.count_include_pad, a.divisor_override);
+  else
+    avg_pool_backward_at<T, index_t, kNHWC>(idx, a.grad_out, a.result, g, a.count_include_pad, a.divisor_override);
 }
 
-template <typename T, typename index_t, bool kNHWC>
-__global__ void __launch_bounds__(kThreads)
-    max_pool_backward_kernel(const T* __restrict__ in, const T* __restrict__ grad_out, T* __restrict__ grad_in,
-                             const Geom<index_t> g, const int64_t total) {
-  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, total) {
-    max_pool_backward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, grad_out, grad_in, g);
-  }
+constexpr bool is_backward(PoolOp op) { return op == PoolOp::max_backward || op == PoolOp::avg_backward; }
+
+// Elements of the pass's result: the output (forward) or the input gradient (backward).
+inline int64_t result_numel(const Pool2dParams& p, PoolOp op) {
+  return is_backward(op) ? p.N * p.C * p.H * p.W : p.N * p.C * p.OH * p.OW;
 }
 
-template <typename T, typename index_t, bool kNHWC>
-__global__ void __launch_bounds__(kThreads)
-    avg_pool_forward_kernel(const T* __restrict__ in, T* __restrict__ out, const Geom<index_t> g,
-                            const bool count_include_pad, const int64_t divisor_override, const int64_t total) {
-  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, total) {
-    avg_pool_forward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, out, g, count_include_pad,
-                                           divisor_override);
-  }
+template <typename T>
+PoolArgs<T> pool_args(const Pool2dParams& p, PoolOp op) {
+  return {static_cast<const T*>(p.input), static_cast<const T*>(p.grad_output),
+          static_cast<T*>(is_backward(op) ? p.grad_input : p.output), p.indices, p.count_include_pad,
+          p.divisor_override};
 }
 
-template <typename T, typename index_t, bool kNHWC>
-__global__ void __launch_bounds__(kThreads)
-    avg_pool_backward_kernel(const T* __restrict__ grad_out, T* __restrict__ grad_in, const Geom<index_t> g,
-                             const bool count_include_pad, const int64_t divisor_override, const int64_t total) {
-  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, total) {
-    avg_pool_backward_at<T, index_t, kNHWC>(static_cast<index_t>(i), grad_out, grad_in, g, count_include_pad,
-                                            divisor_override);
-  }
+// The body over a grid-stride loop (one element per thread for any realistic size).
+template <PoolOp kOp, typename T, typename index_t, bool kNHWC>
+__global__ void __launch_bounds__(kThreads) pool_kernel(const PoolArgs<T> a, const Geom<index_t> g, const int64_t total) {
+  BIGMODEL_CUDA_GRID_STRIDE_LOOP(i, total) { pool_at<kOp, T, index_t, kNHWC>(static_cast<index_t>(i), a, g); }
 }
 
-// Calls fn(TypeTag<T>, Geom<index_t>, std::bool_constant<kNHWC>) for the call's dtype, index
-// width and layout.
-template <typename Fn>
-void dispatch(const Pool2dParams& p, Fn&& fn) {
-  dispatch_float(p.dtype, [&](auto tag) {
-    auto with_layout = [&](auto geom) {
-      if (p.layout == Layout::nhwc)
-        fn(tag, geom, std::true_type{});
-      else
-        fn(tag, geom, std::false_type{});
+// Runs pass kOp with 32-bit index math where fits_int32 allows, else 64-bit.
+template <PoolOp kOp>
+void run(const Pool2dParams& p, void* stream, const char* what) {
+  const int64_t total = result_numel(p, kOp);
+  if (total == 0) return;
+  dispatch_float(p.dtype, what, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const PoolArgs<T> a = pool_args<T>(p, kOp);
+    auto go = [&](auto geom) {
+      using index_t = decltype(geom.N);
+      BOOL_SWITCH(p.layout == Layout::nhwc, kNHWC, [&] {
+        launch_kernel(what, pool_kernel<kOp, T, index_t, kNHWC>, blocks_for(total), kThreads, 0,
+                      static_cast<cudaStream_t>(stream), a, geom, total);
+      });
     };
     if (fits_int32(p))
-      with_layout(make_geom<int32_t>(p));
+      go(make_geom<int32_t>(p));
     else
-      with_layout(make_geom<int64_t>(p));
+      go(make_geom<int64_t>(p));
   });
 }
 
 }  // namespace
 
-void max_pool2d_forward(const Pool2dParams& p, void* stream) {
-  const int64_t total = p.N * p.C * p.OH * p.OW;
-  if (total == 0) return;
-  dispatch(p, [&](auto tag, auto geom, auto nhwc) {
-    using T = typename decltype(tag)::type;
-    using index_t = decltype(geom.N);
-    max_pool_forward_kernel<T, index_t, decltype(nhwc)::value>
-        <<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-            static_cast<const T*>(p.input), static_cast<T*>(p.output), p.indices, geom, total);
-  });
-  check_launch("max_pool2d_forward");
-}
-
+void max_pool2d_forward(const Pool2dParams& p, void* stream) { run<PoolOp::max_forward>(p, stream, "max_pool2d_forward"); }
 void max_pool2d_backward(const Pool2dParams& p, void* stream) {
-  const int64_t total = p.N * p.C * p.H * p.W;
-  if (total == 0) return;
-  dispatch(p, [&](auto tag, auto geom, auto nhwc) {
-    using T = typename decltype(tag)::type;
-    using index_t = decltype(geom.N);
-    max_pool_backward_kernel<T, index_t, decltype(nhwc)::value>
-        <<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-            static_cast<const T*>(p.input), static_cast<const T*>(p.grad_output), static_cast<T*>(p.grad_input),
-            geom, total);
-  });
-  check_launch("max_pool2d_backward");
+  run<PoolOp::max_backward>(p, stream, "max_pool2d_backward");
 }
-
-void avg_pool2d_forward(const Pool2dParams& p, void* stream) {
-  const int64_t total = p.N * p.C * p.OH * p.OW;
-  if (total == 0) return;
-  dispatch(p, [&](auto tag, auto geom, auto nhwc) {
-    using T = typename decltype(tag)::type;
-    using index_t = decltype(geom.N);
-    avg_pool_forward_kernel<T, index_t, decltype(nhwc)::value>
-        <<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-            static_cast<const T*>(p.input), static_cast<T*>(p.output), geom, p.count_include_pad,
-            p.divisor_override, total);
-  });
-  check_launch("avg_pool2d_forward");
-}
-
+void avg_pool2d_forward(const Pool2dParams& p, void* stream) { run<PoolOp::avg_forward>(p, stream, "avg_pool2d_forward"); }
 void avg_pool2d_backward(const Pool2dParams& p, void* stream) {
-  const int64_t total = p.N * p.C * p.H * p.W;
-  if (total == 0) return;
-  dispatch(p, [&](auto tag, auto geom, auto nhwc) {
-    using T = typename decltype(tag)::type;
-    using index_t = decltype(geom.N);
-    avg_pool_backward_kernel<T, index_t, decltype(nhwc)::value>
-        <<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-            static_cast<const T*>(p.grad_output), static_cast<T*>(p.grad_input), geom, p.count_include_pad,
-            p.divisor_override, total);
-  });
-  check_launch("avg_pool2d_backward");
+  run<PoolOp::avg_backward>(p, stream, "avg_pool2d_backward");
 }
 
 }  // namespace bigmodel::cuda

@@ -1,34 +1,32 @@
-// Test harness: runs the per-element code of kernels/cuda/conv.cu on the host - the implicit-GEMM
-// operand loaders and epilogues of every pass (over the same blocks, groups and K splits the
-// kernels use), the split reduction, the per-channel sums and the depthwise bodies - so that
-// their index math and dtype handling can be checked against torch on a machine without a GPU
-// (tests/test_conv_cuda_emulated.py builds this file with nvcc and calls it through ctypes).
-// What it cannot check (shared-memory tiling, tensor-core fragments, launches) is covered by the
+// Test harness: runs the per-element code of kernels/cuda/conv.cu on the host - the SIMT
+// implicit GEMM of every pass (the shared GEMM tile's phases with the pass's operand loaders and
+// epilogues, over the same blocks, groups and K splits the kernels use), the split reduction, the
+// per-channel sums and the depthwise bodies - so that their index math and dtype handling can be
+// checked against torch on a machine without a GPU (tests/test_conv_cuda_emulated.py builds this
+// file with nvcc and calls it through ctypes). What it cannot check (shared-memory barriers,
+// tensor-core fragments, launches) is covered by the
 // CUDA tests in tests/test_conv.py on a machine with a GPU. Not part of the package.
 #include <vector>
 
 #include "cuda/conv.cu"
+#include "gemm_emulation.h"
 
 namespace {
 
 using namespace bigmodel;
 using namespace bigmodel::cuda;
 
-// C of every block z of the grid: for its group and K range, every (m, n) of the GEMM.
+// Every block (x, y, z) of the SIMT implicit-GEMM grid, through the GEMM tile's per-thread phases
+// (gemm_emulation.h) and the same operand loaders, block ranges and epilogues as the kernel.
 template <typename T, Pass P>
 void igemm(const Args<T>& a, int grid_z) {
-  using acc_t = typename Num<T>::acc;
-  for (int z = 0; z < grid_z; ++z) {
-    int grp, k_begin, k_end;
-    block_range<T, P>(a, z, grp, k_begin, k_end);
-    for (int m = 0; m < a.M; ++m)
-      for (int n = 0; n < a.Nc; ++n) {
-        acc_t s = 0;
-        for (int k = k_begin; k < k_end; ++k)
-          s += Num<T>::to_acc(load_a<T, P>(a, grp, m, k)) * Num<T>::to_acc(load_b<T, P>(a, grp, k, n));
-        store_c<T, P>(a, z, grp, m, n, s);
+  for (int z = 0; z < grid_z; ++z)
+    for (int x = 0; x < ceil_div(a.M, kGemmBM); ++x)
+      for (int y = 0; y < ceil_div(a.Nc, kGemmBN); ++y) {
+        int grp, k_begin;
+        const GemmBlock t = conv_block<T, P>(a, x, y, z, grp, k_begin);
+        emulate_gemm_block(ConvGemm<T, P>{a, z, grp}, t, k_begin);
       }
-  }
 }
 
 template <typename T>
@@ -93,21 +91,10 @@ extern "C" int bigmodel_conv_emulate(int pass, const int64_t* a, const void* x, 
   p.N = a[2], p.IC = a[3], p.H = a[4], p.W = a[5], p.OC = a[6], p.OH = a[7], p.OW = a[8];
   p.KH = a[9], p.KW = a[10], p.sH = a[11], p.sW = a[12], p.pH = a[13], p.pW = a[14], p.dH = a[15], p.dW = a[16];
   p.groups = a[17];
-  p.input = x;
-  p.weight = w;
-  p.bias = bias;
-  p.grad_output = dy;
-  p.output = out;
-  p.grad_input = out;
-  p.grad_weight = out;
-  p.grad_bias = grad_bias;
+  p.input = x, p.weight = w, p.bias = bias, p.grad_output = dy, p.grad_bias = grad_bias;
+  p.output = p.grad_input = p.grad_weight = out;  // the pass's result
   try {
-    switch (p.dtype) {
-      case DType::f32: run<float>(pass, p, splits); break;
-      case DType::f64: run<double>(pass, p, splits); break;
-      case DType::f16: run<__half>(pass, p, splits); break;
-      case DType::bf16: run<__nv_bfloat16>(pass, p, splits); break;
-    }
+    dispatch_float(p.dtype, "conv2d (emulated)", [&](auto tag) { run<typename decltype(tag)::type>(pass, p, splits); });
   } catch (...) {
     return -1;
   }

@@ -1,9 +1,8 @@
 // Test harness: runs kernels/cuda/lstm.cu on the host. The file is included with
 // BIGMODEL_CUDA_EMULATION, which leaves its two launchers (for_each, gemm) to be defined here:
-// for_each runs a pointwise body for every element in turn, and gemm runs the tiled GEMM's
-// per-thread phases (load / accumulate / store) for every thread of every block, in the order the
-// __syncthreads() barriers impose. Everything else - the host orchestration of the steps, the
-// GEMM operand strides, the index math and the dtype conversions - is the code the GPU runs.
+// for_each runs a pointwise body for every element in turn, and gemm runs the SIMT GEMM tile's
+// per-thread phases for every block (gemm_emulation.h). Everything else - the host orchestration
+// of the steps, the GEMM operand strides, the index math and the dtype conversions - is the code the GPU runs.
 // tests/test_lstm_cuda_emulated.py builds this with nvcc and calls it through ctypes. Not part of
 // the package.
 #define BIGMODEL_CUDA_EMULATION 1
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "cuda/lstm.cu"
+#include "gemm_emulation.h"
 
 namespace bigmodel::cuda {
 namespace {
@@ -23,22 +23,9 @@ void for_each(int64_t n, const F& f, cudaStream_t, const char*) {
 template <typename TA, typename TB, typename TC>
 void gemm(const GemmArgs<TA, TB, TC>& g, cudaStream_t, const char*) {
   if (g.M <= 0 || g.N <= 0) return;
-  using Acc = typename Work<TC>::type;
-  using Frag = Acc[TM][TN];
-  GemmTiles<Acc> sm;
-  std::vector<Frag> acc(256);
-  for (int64_t m0 = 0; m0 < g.M; m0 += BM) {
-    for (int64_t n0 = 0; n0 < g.N; n0 += BN) {
-      for (auto& a : acc)
-        for (int i = 0; i < TM; ++i)
-          for (int j = 0; j < TN; ++j) a[i][j] = Acc(0);
-      for (int64_t k0 = 0; k0 < g.K; k0 += BK) {
-        for (int tid = 0; tid < 256; ++tid) gemm_load(g, sm, tid, m0, n0, k0);
-        for (int tid = 0; tid < 256; ++tid) gemm_accumulate(sm, tid % 16, tid / 16, acc[tid]);
-      }
-      for (int tid = 0; tid < 256; ++tid) gemm_store(g, acc[tid], tid % 16, tid / 16, m0, n0);
-    }
-  }
+  const StridedGemm<TA, TB, TC> op(g);
+  for (int64_t mt = 0; mt < ceil_div(g.M, kGemmBM); ++mt)
+    for (int64_t nt = 0; nt < ceil_div(g.N, kGemmBN); ++nt) emulate_gemm_block(op, op.block(mt, nt), 0);
 }
 
 }  // namespace

@@ -11,33 +11,33 @@ namespace {
 using namespace bigmodel;
 using namespace bigmodel::cuda;
 
-enum Op { kMaxForward = 0, kMaxBackward = 1, kAvgForward = 2, kAvgBackward = 3 };
+// op: 0 max forward, 1 max backward, 2 avg forward, 3 avg backward (PoolOp's order).
+template <PoolOp kOp, typename T, typename index_t, bool kNHWC>
+void run(const Pool2dParams& p, const Geom<index_t>& g) {
+  const PoolArgs<T> a = pool_args<T>(p, kOp);
+  for (int64_t i = 0; i < result_numel(p, kOp); ++i) pool_at<kOp, T, index_t, kNHWC>(static_cast<index_t>(i), a, g);
+}
 
 template <typename T, typename index_t, bool kNHWC>
 void run(int op, const Pool2dParams& p, const Geom<index_t>& g) {
-  const int64_t out_n = p.N * p.C * p.OH * p.OW, in_n = p.N * p.C * p.H * p.W;
-  const T* in = static_cast<const T*>(p.input);
-  const T* gout = static_cast<const T*>(p.grad_output);
   switch (op) {
-    case kMaxForward:
-      for (int64_t i = 0; i < out_n; ++i)
-        max_pool_forward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, static_cast<T*>(p.output), p.indices, g);
-      break;
-    case kMaxBackward:
-      for (int64_t i = 0; i < in_n; ++i)
-        max_pool_backward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, gout, static_cast<T*>(p.grad_input), g);
-      break;
-    case kAvgForward:
-      for (int64_t i = 0; i < out_n; ++i)
-        avg_pool_forward_at<T, index_t, kNHWC>(static_cast<index_t>(i), in, static_cast<T*>(p.output), g,
-                                               p.count_include_pad, p.divisor_override);
-      break;
-    case kAvgBackward:
-      for (int64_t i = 0; i < in_n; ++i)
-        avg_pool_backward_at<T, index_t, kNHWC>(static_cast<index_t>(i), gout, static_cast<T*>(p.grad_input), g,
-                                                p.count_include_pad, p.divisor_override);
-      break;
+    case 0: return run<PoolOp::max_forward, T, index_t, kNHWC>(p, g);
+    case 1: return run<PoolOp::max_backward, T, index_t, kNHWC>(p, g);
+    case 2: return run<PoolOp::avg_forward, T, index_t, kNHWC>(p, g);
+    default: return run<PoolOp::avg_backward, T, index_t, kNHWC>(p, g);
   }
+}
+
+// The sizes and window arguments of a (below); no tensors.
+Pool2dParams params_from(const int64_t* a) {
+  Pool2dParams p;
+  p.dtype = static_cast<DType>(a[0]);
+  p.layout = static_cast<Layout>(a[1]);
+  p.N = a[2], p.C = a[3], p.H = a[4], p.W = a[5], p.OH = a[6], p.OW = a[7];
+  p.kH = a[8], p.kW = a[9], p.sH = a[10], p.sW = a[11], p.pH = a[12], p.pW = a[13], p.dH = a[14], p.dW = a[15];
+  p.count_include_pad = a[16] != 0;
+  p.divisor_override = a[17];
+  return p;
 }
 
 }  // namespace
@@ -47,29 +47,19 @@ void run(int op, const Pool2dParams& p, const Geom<index_t>& g) {
 // would pick it themselves), 0 picks as the kernels do. Returns the index width used, or -1.
 extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input, const void* grad_output,
                                      void* result, int64_t* indices, int index_bits) {
-  Pool2dParams p;
-  p.dtype = static_cast<DType>(a[0]);
-  p.layout = static_cast<Layout>(a[1]);
-  p.N = a[2], p.C = a[3], p.H = a[4], p.W = a[5], p.OH = a[6], p.OW = a[7];
-  p.kH = a[8], p.kW = a[9], p.sH = a[10], p.sW = a[11], p.pH = a[12], p.pW = a[13], p.dH = a[14], p.dW = a[15];
-  p.count_include_pad = a[16] != 0;
-  p.divisor_override = a[17];
+  Pool2dParams p = params_from(a);
   p.input = input;
   p.grad_output = grad_output;
-  p.output = result;
-  p.grad_input = result;
+  p.output = p.grad_input = result;
   p.indices = indices;
   const bool small = fits_int32(p);
   if (index_bits == 32 && !small) return -1;
   const bool use64 = index_bits == 64 || !small;
-  dispatch_float(p.dtype, [&](auto tag) {
+  dispatch_float(p.dtype, "pool (emulated)", [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto go = [&](auto geom) {
       using index_t = decltype(geom.N);
-      if (p.layout == Layout::nhwc)
-        run<T, index_t, true>(op, p, geom);
-      else
-        run<T, index_t, false>(op, p, geom);
+      BOOL_SWITCH(p.layout == Layout::nhwc, kNHWC, [&] { run<T, index_t, kNHWC>(op, p, geom); });
     };
     if (use64)
       go(make_geom<int64_t>(p));
@@ -80,9 +70,4 @@ extern "C" int bigmodel_pool_emulate(int op, const int64_t* a, const void* input
 }
 
 // The index width the kernels would choose for these sizes (32 or 64).
-extern "C" int bigmodel_pool_index_bits(const int64_t* a) {
-  Pool2dParams p;
-  p.N = a[2], p.C = a[3], p.H = a[4], p.W = a[5], p.OH = a[6], p.OW = a[7];
-  p.kH = a[8], p.kW = a[9], p.sH = a[10], p.sW = a[11], p.pH = a[12], p.pW = a[13], p.dH = a[14], p.dW = a[15];
-  return fits_int32(p) ? 32 : 64;
-}
+extern "C" int bigmodel_pool_index_bits(const int64_t* a) { return fits_int32(params_from(a)) ? 32 : 64; }

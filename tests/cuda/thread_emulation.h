@@ -1,15 +1,17 @@
-// Test harness: a thread-level CPU emulation of the CUDA features kernels/cuda/attention.cu uses,
-// so that its kernels (shared-memory tiles, barriers, warp shuffles and all) can be run and
-// checked on a machine without a GPU. tests/test_attention_cuda_emulated.py compiles a copy of
-// the .cu with g++ against this header (launches `k<<<g, b, smem, s>>>(args)` rewritten as
-// emu_launch(k, g, b, smem, s, args), `extern __shared__ float smem[]` as a pointer to
-// emu::smem_buf, and the CUDA headers replaced by this one). Not part of the package.
+// Test harness: a thread-level CPU emulation of the CUDA features the attention kernels
+// (kernels/cuda/attention_*.cu) use, so that they (shared-memory tiles, barriers, warp shuffles
+// and all) can be run and checked on a machine without a GPU. Included before the kernel sources
+// (tests/cuda/attention_emulation.cu, compiled as host C++): it defines
+// BIGMODEL_CUDA_THREAD_EMULATION, which makes kernels/cuda/common.cuh leave out the CUDA headers
+// and route launch_kernel to emu::launch and dynamic_smem() to emu::smem_buf. Not part of the
+// package.
 //
 // One std::thread per CUDA thread; blocks run one after another (shared memory is one static
 // buffer, filled with NaN before each block so that reads of unwritten shared memory show);
 // __syncthreads and __syncwarp are barriers; shuffles go through a per-warp exchange array.
 // A kernel that skips a barrier on some threads deadlocks here as it would hang on a GPU.
 #pragma once
+#define BIGMODEL_CUDA_THREAD_EMULATION 1
 #include <immintrin.h>
 #include <barrier>
 #include <cmath>
@@ -28,7 +30,10 @@
 #define __launch_bounds__(...)
 #define __shared__
 
-struct dim3 { unsigned x = 1, y = 1, z = 1; };
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 struct __half { uint16_t bits; };
@@ -54,8 +59,6 @@ cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
   return cudaSuccess;  // the limit itself is checked in emu_launch
 }
 
-inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }
-
 namespace emu {
 inline float smem_buf[1 << 16];  // blocks run one at a time
 struct Block {
@@ -65,6 +68,8 @@ struct Block {
 };
 inline thread_local Block cur;
 }  // namespace emu
+
+inline float* dynamic_smem() { return emu::smem_buf; }
 
 inline void __syncthreads() { emu::cur.block_bar->arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { (*emu::cur.warp_bars)[threadIdx.x / 32]->arrive_and_wait(); }
@@ -80,8 +85,11 @@ inline float __shfl_xor_sync(unsigned, float v, int off) {
 
 
 
+namespace emu {
 template <typename K, typename... A>
-void emu_launch(K kernel, unsigned grid, unsigned block, size_t smem_bytes, cudaStream_t, A... args) {
+void launch(K kernel, dim3 grid3, dim3 block3, size_t smem_bytes, A... args) {
+  if (grid3.y != 1 || grid3.z != 1 || block3.y != 1 || block3.z != 1) throw std::runtime_error("emu: 1-D launches only");
+  const unsigned grid = grid3.x, block = block3.x;
   if (smem_bytes > sizeof(emu::smem_buf)) throw std::runtime_error("emu: smem too large");
   if (smem_bytes > 166912) throw std::runtime_error("emu: more dynamic shared memory than sm_80 allows");
   if (block > 1024 || block % 32 != 0) throw std::runtime_error("emu: bad block size");
@@ -102,3 +110,4 @@ void emu_launch(K kernel, unsigned grid, unsigned block, size_t smem_bytes, cuda
     for (auto& th : ts) th.join();
   }
 }
+}  // namespace emu
