@@ -110,6 +110,12 @@ inline constexpr DType dtype_of() {
   return sizeof(T) == 8 ? DType::f64 : DType::f32;
 }
 
+// -infinity of T (the identity of max; what a masked score becomes).
+template <typename T>
+inline constexpr T neg_inf() {
+  return -static_cast<T>(__builtin_huge_val());
+}
+
 // Runs `body` with T bound to double for DType::f64 and to float otherwise (callers validate the
 // dtype first), returning what body returns:
 //   void conv2d_direct_forward(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { forward<T>(p); }); }
