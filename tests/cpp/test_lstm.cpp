@@ -99,15 +99,20 @@ void run_lstm_case() {
   what << "lstm T=" << T_ << " B=" << B << " I=" << I << " H=" << H << " bias=" << p.has_bias
        << " reverse=" << p.reverse << " lengths=" << !lengths.empty() << " threads=" << p.num_threads;
   const double tol = sizeof(T) == 4 ? 1e-4 : 1e-11;
+  // output / h_n / c_n of one forward form: nothing written out of bounds, values as the reference.
+  const auto expect_states = [&](const bmtest::Buffer<T>& o, const bmtest::Buffer<T>& hh, const bmtest::Buffer<T>& cc,
+                                 const std::string& form) {
+    o.check(("lstm" + form + " output").c_str());
+    hh.check(("lstm" + form + " h_n").c_str());
+    cc.check(("lstm" + form + " c_n").c_str());
+    bmtest::expect_close(o.data(), want_out, tol, tol, what.str() + form + " output");
+    bmtest::expect_close(hh.data(), h, tol, tol, what.str() + form + " h_n");
+    bmtest::expect_close(cc.data(), c, tol, tol, what.str() + form + " c_n");
+  };
   cpu::lstm_forward(p);
-  out.check("lstm output");
-  hn.check("lstm h_n");
-  cn.check("lstm c_n");
   gates.check("lstm gates");
   cells.check("lstm cells");
-  bmtest::expect_close(out.data(), want_out, tol, tol, what.str() + " output");
-  bmtest::expect_close(hn.data(), h, tol, tol, what.str() + " h_n");
-  bmtest::expect_close(cn.data(), c, tol, tol, what.str() + " c_n");
+  expect_states(out, hn, cn, "");
   {  // inference: no gates / cells saved (each step one GEMM over [x_t | h]); same results
     bmtest::Buffer<T> out2(T_ * B * H), hn2(B * H), cn2(B * H);
     out2.fill(T(-777));
@@ -117,12 +122,7 @@ void run_lstm_case() {
     q.c_n = cn2.data();
     q.gates = q.cells = nullptr;
     cpu::lstm_forward(q);
-    out2.check("lstm inference output");
-    hn2.check("lstm inference h_n");
-    cn2.check("lstm inference c_n");
-    bmtest::expect_close(out2.data(), want_out, tol, tol, what.str() + " inference output");
-    bmtest::expect_close(hn2.data(), h, tol, tol, what.str() + " inference h_n");
-    bmtest::expect_close(cn2.data(), c, tol, tol, what.str() + " inference c_n");
+    expect_states(out2, hn2, cn2, " inference");
   }
 
   // ---- backward, on the forward's saved gates / cells
@@ -198,18 +198,26 @@ void run_lstm_case() {
   bmtest::expect_close(gbias.data(), want_gb, tolb, tolb, what.str() + " grad_bias");
 }
 
-template <typename T>
-void lstm_random(int64_t count) {
-  for (int64_t i = 0; i < count; ++i) {
-    run_lstm_case<T>();
-    ++bmtest::cases_run();
+// True when fn throws std::invalid_argument whose message contains `needle`.
+template <typename F>
+bool rejects(F&& fn, const char* needle) {
+  try {
+    fn();
+  } catch (const std::invalid_argument& e) {
+    return std::strstr(e.what(), needle) != nullptr;
   }
+  return false;
 }
 
 }  // namespace
 
-BM_TEST(lstm_random_f32) { lstm_random<float>(bmtest::fuzz_cases(80)); }
-BM_TEST(lstm_random_f64) { lstm_random<double>(bmtest::fuzz_cases(30)); }
+// Random cases per dtype (fuzz_cases scales them); each is forward, inference and backward.
+BM_TEST(lstm_random_f32) {
+  for (int64_t n = bmtest::fuzz_cases(80); n > 0; --n, ++bmtest::cases_run()) run_lstm_case<float>();
+}
+BM_TEST(lstm_random_f64) {
+  for (int64_t n = bmtest::fuzz_cases(30); n > 0; --n, ++bmtest::cases_run()) run_lstm_case<double>();
+}
 
 BM_TEST(lstm_rejects_bad_parameters) {
   LstmParams p;
@@ -217,13 +225,8 @@ BM_TEST(lstm_rejects_bad_parameters) {
   p.B = 2;
   p.I = 1;
   p.H = 0;
-  bool threw = false;
-  try {
-    cpu::lstm_forward(p);
-  } catch (const std::invalid_argument& e) {
-    threw = std::strstr(e.what(), "H >= 1") != nullptr;
-  }
-  BM_CHECK(threw, "H = 0 not rejected with a message naming H");
+  const auto forward = [&] { cpu::lstm_forward(p); };
+  BM_CHECK(rejects(forward, "H >= 1"), "H = 0 not rejected with a message naming H");
   ++bmtest::cases_run();
   const int64_t bad_lengths[2] = {1, 2};
   float dummy[64] = {};
@@ -232,22 +235,10 @@ BM_TEST(lstm_rejects_bad_parameters) {
   p.lengths = bad_lengths;
   p.input = p.h0 = p.c0 = p.w_ih = p.w_hh = dummy;
   p.output = p.h_n = p.c_n = p.gates = p.cells = dummy;
-  threw = false;
-  try {
-    cpu::lstm_forward(p);
-  } catch (const std::invalid_argument& e) {
-    threw = std::strstr(e.what(), "non-increasing") != nullptr;
-  }
-  BM_CHECK(threw, "increasing lengths not rejected");
+  BM_CHECK(rejects(forward, "non-increasing"), "increasing lengths not rejected");
   ++bmtest::cases_run();
   p.lengths = nullptr;
   p.cells = nullptr;  // gates without cells: neither the saving nor the inference form
-  threw = false;
-  try {
-    cpu::lstm_forward(p);
-  } catch (const std::invalid_argument& e) {
-    threw = std::strstr(e.what(), "gates and cells") != nullptr;
-  }
-  BM_CHECK(threw, "gates without cells not rejected");
+  BM_CHECK(rejects(forward, "gates and cells"), "gates without cells not rejected");
   ++bmtest::cases_run();
 }

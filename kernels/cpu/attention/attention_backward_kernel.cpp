@@ -101,10 +101,10 @@ void backward_impl(const AttentionParams& p) {
   const int64_t g_off = lane_off + align64(qbp * (sizeof(int64_t) + 3 * sizeof(T) + sizeof(uint32_t)));
   const int64_t kvp_off = g_off + g_bytes, qp_off = kvp_off + nkv * kv_stride;
   const int64_t per_thread = qp_off + gq * q_stride;
-  Arena arena(d_bytes + part_bytes + per_thread * nt);
-  T* dvec = reinterpret_cast<T*>(arena.base);
-  T* partial = reinterpret_cast<T*>(arena.base + d_bytes);
-  char* thread_base = arena.base + d_bytes + part_bytes;
+  const AlignedBuffer arena(d_bytes + part_bytes + per_thread * nt);
+  T* dvec = reinterpret_cast<T*>(arena.data());
+  T* partial = reinterpret_cast<T*>(arena.data() + d_bytes);
+  char* thread_base = arena.data() + d_bytes + part_bytes;
   const int64_t descs = 3 * nkv + 2 * gq;  // per thread: ka, va, kt per key block; qbd, gbd per query block
   GemmPacked* desc_all = new GemmPacked[descs * nt > 0 ? descs * nt : 1];
 
@@ -277,7 +277,7 @@ void backward_impl(const AttentionParams& p) {
 
 // Entry point (float32 / float64; the bindings have rejected other dtypes).
 void attention_backward(const AttentionParams& p) {
-  p.dtype == DType::f64 ? backward_impl<double>(p) : backward_impl<float>(p);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_impl<T>(p); });
 }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

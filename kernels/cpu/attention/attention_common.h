@@ -18,74 +18,12 @@
 #include "bigmodel/gemm.h"
 #include "cpu/simd.h"
 #include "cpu/simd_math.h"
+#include "cpu/util.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
 
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-BM_INLINE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-BM_INLINE int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-BM_INLINE int64_t align64(int64_t bytes) { return round_up(bytes, 64); }
-
-template <typename T>
-BM_INLINE T neg_inf() {
-  return -static_cast<T>(__builtin_huge_val());
-}
-
-template <typename T>
-BM_INLINE DType dtype_of() {
-  return sizeof(T) == 8 ? DType::f64 : DType::f32;
-}
-
-// One allocation carved into 64-byte aligned pieces by the caller.
-struct Arena {
-  char* raw = nullptr;
-  char* base = nullptr;
-  explicit Arena(int64_t bytes) {
-    raw = new char[bytes + 64];
-    base = raw + ((64 - (reinterpret_cast<uintptr_t>(raw) & 63)) & 63);
-  }
-  ~Arena() { delete[] raw; }
-  Arena(const Arena&) = delete;
-  Arena& operator=(const Arena&) = delete;
-};
-
-// ---- GEMM core calls -------------------------------------------------------------------------
-
-BM_INLINE GemmOperand strided(const void* data, int64_t rs, int64_t cs) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::strided;
-  o.data = data;
-  o.rs = rs;
-  o.cs = cs;
-  return o;
-}
-
-BM_INLINE GemmOperand packed(const GemmPacked* d) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::packed;
-  o.packed = d;
-  return o;
-}
-
-// C (M x N, C(i, j) at c[i * rs_c + j]) = alpha * op(A) op(B) + beta * C.
-template <typename T>
-BM_INLINE GemmParams gemm_params(int64_t M, int64_t N, int64_t K, const GemmOperand& a, const GemmOperand& b, T* c,
-                                 int64_t rs_c, T alpha, T beta) {
-  GemmParams g;
-  g.dtype = dtype_of<T>();
-  g.M = M;
-  g.N = N;
-  g.K = K;
-  g.a = a;
-  g.b = b;
-  g.c = c;
-  g.rs_c = rs_c;
-  g.cs_c = 1;
-  g.alpha = alpha;
-  g.beta = beta;
-  return g;
-}
+// ---- GEMM core calls (operands built with cpu/util.h) ------------------------------------------
 
 struct Scratch {
   void* ptr;
@@ -103,17 +41,7 @@ BM_INLINE void matmul(int64_t M, int64_t N, int64_t K, const GemmOperand& a, con
 // M for A, N for B) into dst; one thread (called inside our parallel region).
 template <typename T>
 BM_INLINE GemmPacked pack(GemmSide side, int64_t outer, int64_t K, const T* data, int64_t so, int64_t sk, void* dst) {
-  GemmPackParams pp;
-  pp.dtype = dtype_of<T>();
-  pp.side = side;
-  pp.outer = outer;
-  pp.K = K;
-  pp.batch_count = 1;
-  // GemmOperand strides are (row, column) of op(X): A is outer x K, B is K x outer.
-  pp.src = side == GemmSide::a ? strided(data, so, sk) : strided(data, sk, so);
-  pp.dst = dst;
-  pp.num_threads = 1;
-  return gemm_pack(pp);
+  return gemm_pack(pack_params(dtype_of<T>(), side, outer, K, data, so, sk, dst));
 }
 
 template <typename T>
@@ -136,22 +64,8 @@ BM_INLINE GemmPacked panels_from(GemmPacked d, int64_t p0, int64_t outer) {
   return d;
 }
 
-// Our own buffer in panel layout (see the header comment) as a packed B operand: op(B) is
-// keys x queries, k_total = keys (the panel stride is keys * NR).
-template <typename T>
-BM_INLINE GemmPacked panels_as_b(const T* data, int64_t queries, int64_t keys, int nr) {
-  GemmPacked d;
-  d.dtype = dtype_of<T>();
-  d.isa = active_isa();
-  d.side = GemmSide::b;
-  d.outer = queries;
-  d.k_total = keys;
-  d.panel = nr;
-  d.data = data;
-  return d;
-}
-
-// A packed-operand descriptor with the right shape for sizing GEMM scratch (data is unused).
+// A packed-operand descriptor with the right shape for sizing GEMM scratch (data is unused), or the
+// descriptor of panels we wrote ourselves.
 template <typename T>
 GemmPacked shape_only(GemmSide side, int64_t outer, int64_t k, int panel, const void* data) {
   GemmPacked d;
@@ -163,6 +77,13 @@ GemmPacked shape_only(GemmSide side, int64_t outer, int64_t k, int panel, const 
   d.panel = panel;
   d.data = data;
   return d;
+}
+
+// Our own buffer in panel layout (see the header comment) as a packed B operand: op(B) is
+// keys x queries, k_total = keys (the panel stride is keys * NR).
+template <typename T>
+BM_INLINE GemmPacked panels_as_b(const T* data, int64_t queries, int64_t keys, int nr) {
+  return shape_only<T>(GemmSide::b, queries, keys, nr, data);
 }
 
 // ---- inputs ----------------------------------------------------------------------------------

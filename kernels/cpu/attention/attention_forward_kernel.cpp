@@ -95,8 +95,8 @@ void forward_impl(const AttentionParams& p) {
   const int64_t per_thread = g_off + g_bytes;
   // O(threads * (S + qb) * E) in all: small enough for the allocator to reuse across calls
   // (a whole-call copy of packed K and V was paged in afresh by every call).
-  Arena arena(per_thread * nt + (shared_kv ? head_bytes : 0));
-  char* shared_base = arena.base + per_thread * nt;
+  const AlignedBuffer arena(per_thread * nt + (shared_kv ? head_bytes : 0));
+  char* shared_base = arena.data() + per_thread * nt;
   GemmPacked* kv_desc = new GemmPacked[2 * nkv * (shared_kv ? 1 : nt)];
   // Work units: whole heads (in query-block order, so each thread packs a kv head's blocks
   // once) when there are enough of them to share out; else single query blocks.
@@ -106,7 +106,7 @@ void forward_impl(const AttentionParams& p) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
-    char* mine = arena.base + per_thread * tid;
+    char* mine = arena.data() + per_thread * tid;
     GemmPacked* kd = kv_desc + (shared_kv ? 0 : 2 * nkv * tid);
     GemmPacked* vd = kd + nkv;
     int64_t packed_bkv = -1, packed_blocks = 0;  // kd / vd hold blocks [0, packed_blocks) of packed_bkv
@@ -256,7 +256,7 @@ void forward_impl(const AttentionParams& p) {
 
 // Entry point (float32 / float64; the bindings have rejected other dtypes).
 void attention_forward(const AttentionParams& p) {
-  p.dtype == DType::f64 ? forward_impl<double>(p) : forward_impl<float>(p);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { forward_impl<T>(p); });
 }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

@@ -1,36 +1,34 @@
-// Pieces shared by the per-ISA convolution kernels (conv_*_kernel.cpp): integer helpers,
-// aligned scratch, register-tile shapes, and the "band": a zero-padded copy of the rows of one
+// Pieces shared by the per-ISA convolution kernels (conv_*_kernel.cpp): per-thread scratch,
+// register-tile shapes, and the "band": a zero-padded copy of the rows of one
 // image that a block of outputs reads.
 //
 // Only for *_kernel.cpp files: everything lives in the per-ISA namespace of kernels/cpu/simd.h.
 #pragma once
 
-#include <new>
-
 #include "bigmodel/conv.h"
 #include "cpu/simd.h"
 #include "cpu/transpose.h"
+#include "cpu/util.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
 
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-BM_INLINE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-BM_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-BM_INLINE int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-// floor(a / b) and a mod b in [0, b) for b > 0 and any a.
-BM_INLINE int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-BM_INLINE int64_t pos_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
-
-// 64-byte aligned scratch. Allocated outside parallel regions (operator new may throw).
+// Per-thread scratch of the conv kernels in one allocation: for each of nt threads, `elems` T,
+// `noffs` offsets and `nptrs` pointers; thread i's pieces start at data + i * elems, offs + i *
+// noffs and ptrs + i * nptrs. Allocated outside the parallel region.
 template <typename T>
-T* alloc_scratch(int64_t n) {
-  return static_cast<T*>(::operator new[](static_cast<size_t>(n > 0 ? n : 1) * sizeof(T), std::align_val_t(64)));
-}
-template <typename T>
-void free_scratch(T* p) {
-  ::operator delete[](p, std::align_val_t(64));
-}
+struct ThreadScratch {
+  AlignedBuffer mem;
+  T* data;
+  int64_t* offs;
+  const T** ptrs;
+  ThreadScratch(int64_t elems, int64_t noffs, int64_t nptrs, int nt)
+      : mem(align64(elems * nt * int64_t(sizeof(T))) + align64(noffs * nt * int64_t(sizeof(int64_t))) +
+            nptrs * nt * int64_t(sizeof(T*))),
+        data(mem.as<T>()),
+        offs(reinterpret_cast<int64_t*>(mem.data() + align64(elems * nt * int64_t(sizeof(T))))),
+        ptrs(reinterpret_cast<const T**>(reinterpret_cast<char*>(offs) + align64(noffs * nt * int64_t(sizeof(int64_t))))) {}
+};
 
 template <typename T>
 void fill_zero(T* p, int64_t n) {
@@ -162,13 +160,6 @@ BM_INLINE int64_t band_rows(int64_t N, int64_t out_rows, int64_t bytes_per_row, 
   const int64_t want_bands = ceil_div(2 * nt, max64(N, 1));
   if (want_bands > 1) R = min64(R, max64(1, ceil_div(out_rows, want_bands)));
   return ceil_div(out_rows, ceil_div(out_rows, R));
-}
-
-// Items [begin, end) of `total` for thread `tid` of `nt`: contiguous, sizes differ by at most 1.
-BM_INLINE void split_range(int64_t total, int tid, int nt, int64_t& begin, int64_t& end) {
-  const int64_t q = total / nt, r = total % nt;
-  begin = tid * q + min64(tid, r);
-  end = begin + q + (tid < r ? 1 : 0);
 }
 
 }  // namespace

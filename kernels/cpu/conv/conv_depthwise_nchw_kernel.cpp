@@ -124,8 +124,9 @@ void forward_nchw(const Conv2dParams& p) {
   const int64_t planes = p.N * C;
   const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
   const int64_t per_thread = round_up(Hb * Wb, 16);
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* starts = alloc_scratch<int64_t>((p.OW / Vec<T>::size + 2) * nt);
+  const ThreadScratch<T> ts(per_thread, p.OW / Vec<T>::size + 2, 0, nt);
+  T* const scratch = ts.data;
+  int64_t* const starts = ts.offs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -140,8 +141,6 @@ void forward_nchw(const Conv2dParams& p) {
                     starts + tid * (p.OW / Vec<T>::size + 2));
     }
   }
-  free_scratch(starts);
-  free_scratch(scratch);
 }
 
 template <typename T>
@@ -161,8 +160,9 @@ void backward_input_nchw(const Conv2dParams& p) {
   const int64_t HbS = (p.OH - 1) * p.sH + (p.KH - 1) * p.dH + 1, WbS = (p.OW - 1) * p.sW + (p.KW - 1) * p.dW + 1;
   const int64_t per_thread = round_up(unit_stride ? Hb1 * Wb1 + taps : HbS * (WbS + 2 * S), 16);
   const int nt = double(planes) * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* starts = alloc_scratch<int64_t>((p.W / S + 2) * nt);
+  const ThreadScratch<T> ts(per_thread, p.W / S + 2, 0, nt);
+  T* const scratch = ts.data;
+  int64_t* const starts = ts.offs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -212,8 +212,6 @@ void backward_input_nchw(const Conv2dParams& p) {
       }
     }
   }
-  free_scratch(starts);
-  free_scratch(scratch);
 }
 
 // out[t] += sum over output pixels of dy[oh][ow] * in(oh*sH + row of tap t, ow*sW + col of tap t)
@@ -307,8 +305,9 @@ void backward_weight_nchw(const Conv2dParams& p) {
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : (p.num_threads < 1 ? 1 : p.num_threads);
   const int64_t partial_sz = round_up(C * (taps + 1), 16);  // [c][taps], then bias [c]
   const int64_t per_thread = partial_sz + round_up(Hb * Wb, 16) + round_up(p.OH * OWr, 16);
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* offs = alloc_scratch<int64_t>(2 * taps * nt);
+  const ThreadScratch<T> ts(per_thread, 2 * taps, 0, nt);
+  T* const scratch = ts.data;
+  int64_t* const offs = ts.offs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -354,43 +353,18 @@ void backward_weight_nchw(const Conv2dParams& p) {
     int64_t c0, c1;
     split_range(C, tid, nth, c0, c1);
     for (int64_t c = c0; c < c1; ++c) {
-      for (int64_t t = 0; t < taps; ++t) {
-        T s = T(0);
-        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + c * taps + t];
-        dw[c * taps + t] = s;
-      }
-      if (db != nullptr) {
-        T s = T(0);
-        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + C * taps + c];
-        db[c] = s;
-      }
+      for (int64_t t = 0; t < taps; ++t) dw[c * taps + t] = sum_parts(scratch + c * taps + t, nth, per_thread);
+      if (db != nullptr) db[c] = sum_parts(scratch + C * taps + c, nth, per_thread);
     }
   }
-  free_scratch(offs);
-  free_scratch(scratch);
 }
 
 }  // namespace
 
-void conv2d_depthwise_nchw_forward(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    forward_nchw<double>(p);
-  else
-    forward_nchw<float>(p);
-}
+void conv2d_depthwise_nchw_forward(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { forward_nchw<T>(p); }); }
 
-void conv2d_depthwise_nchw_backward_input(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_input_nchw<double>(p);
-  else
-    backward_input_nchw<float>(p);
-}
+void conv2d_depthwise_nchw_backward_input(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_input_nchw<T>(p); }); }
 
-void conv2d_depthwise_nchw_backward_weight(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_weight_nchw<double>(p);
-  else
-    backward_weight_nchw<float>(p);
-}
+void conv2d_depthwise_nchw_backward_weight(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_weight_nchw<T>(p); }); }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

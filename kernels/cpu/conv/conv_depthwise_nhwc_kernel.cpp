@@ -118,7 +118,8 @@ void forward_nhwc(const Conv2dParams& p) {
   const T* wsrc = static_cast<const T*>(p.weight);
   const T* bias = static_cast<const T*>(p.bias);
   T* y = static_cast<T*>(p.output);
-  T* wt = alloc_scratch<T>(taps * C);  // [t][c]
+  AlignedBuffer wt_mem = AlignedBuffer::of<T>(taps * C);  // [t][c]
+  T* wt = wt_mem.as<T>();
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < taps; ++t) wt[t * C + c] = wsrc[c * taps + t];
   int64_t ohl, ohh, owl, owh;
@@ -128,8 +129,9 @@ void forward_nhwc(const Conv2dParams& p) {
   const int64_t R = band_rows(p.N, p.OH, (p.sH * p.W + p.OW) * C * int64_t(sizeof(T)), 256 * 1024, nt_req);
   const int64_t nb = ceil_div(p.OH, R), items = p.N * nb;
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
-  int64_t* offs = alloc_scratch<int64_t>(2 * taps * nt);
-  const T** ptrs = alloc_scratch<const T*>(2 * taps * nt);
+  const ThreadScratch<T> ts(0, 2 * taps, 2 * taps, nt);
+  int64_t* const offs = ts.offs;
+  const T** const ptrs = ts.ptrs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -184,9 +186,6 @@ void forward_nhwc(const Conv2dParams& p) {
       }
     }
   }
-  free_scratch(ptrs);
-  free_scratch(offs);
-  free_scratch(wt);
 }
 
 template <typename T>
@@ -195,7 +194,8 @@ void backward_input_nhwc(const Conv2dParams& p) {
   if (p.sH == 1 && p.sW == 1) {
     // grad_input = the forward of grad_output with the flipped kernel and padding (K-1)*d - p
     // (negative padding crops), output size (H, W).
-    T* flipped = alloc_scratch<T>(C * taps);
+    AlignedBuffer flipped_mem = AlignedBuffer::of<T>(C * taps);
+    T* flipped = flipped_mem.as<T>();
     const T* w = static_cast<const T*>(p.weight);
     for (int64_t c = 0; c < C; ++c)
       for (int64_t t = 0; t < taps; ++t) flipped[c * taps + t] = w[c * taps + taps - 1 - t];
@@ -211,13 +211,13 @@ void backward_input_nhwc(const Conv2dParams& p) {
     q.pH = (p.KH - 1) * p.dH - p.pH;
     q.pW = (p.KW - 1) * p.dW - p.pW;
     forward_nhwc<T>(q);
-    free_scratch(flipped);
     return;
   }
   const T* dy = static_cast<const T*>(p.grad_output);
   const T* wsrc = static_cast<const T*>(p.weight);
   T* dx = static_cast<T*>(p.grad_input);
-  T* wt = alloc_scratch<T>(taps * C);  // [t][c]
+  AlignedBuffer wt_mem = AlignedBuffer::of<T>(taps * C);  // [t][c]
+  T* wt = wt_mem.as<T>();
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < taps; ++t) wt[t * C + c] = wsrc[c * taps + t];
   const int64_t owb0 = floor_div(p.pW - (p.KW - 1) * p.dW, p.sW);
@@ -237,9 +237,10 @@ void backward_input_nhwc(const Conv2dParams& p) {
   }
   const int64_t band_sz = round_up(band_elems(C, Rb_max, Wb), 16);
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(band_sz * nt);
-  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
-  const T** ptrs = alloc_scratch<const T*>(2 * taps * nt);
+  const ThreadScratch<T> ts(band_sz, taps, 2 * taps, nt);
+  T* const scratch = ts.data;
+  int64_t* const offs = ts.offs;
+  const T** const ptrs = ts.ptrs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num();
@@ -281,10 +282,6 @@ void backward_input_nhwc(const Conv2dParams& p) {
       }
     }
   }
-  free_scratch(ptrs);
-  free_scratch(offs);
-  free_scratch(scratch);
-  free_scratch(wt);
 }
 
 template <typename T>
@@ -304,8 +301,9 @@ void backward_weight_nhwc(const Conv2dParams& p) {
   const int64_t partial_sz = (taps + 1) * Cs;  // [t][Cs], then bias [Cs]
   const int64_t per_thread = round_up(partial_sz + band_sz, 16);
   const int nt = double(p.N) * C * p.OH * p.OW * taps < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
+  const ThreadScratch<T> ts(per_thread, taps, 0, nt);
+  T* const scratch = ts.data;
+  int64_t* const offs = ts.offs;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -338,43 +336,18 @@ void backward_weight_nhwc(const Conv2dParams& p) {
     int64_t c0, c1;
     split_range(C, tid, nth, c0, c1);
     for (int64_t c = c0; c < c1; ++c) {
-      for (int64_t t = 0; t < taps; ++t) {
-        T s = T(0);
-        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + t * Cs + c];
-        dw[c * taps + t] = s;
-      }
-      if (db != nullptr) {
-        T s = T(0);
-        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + taps * Cs + c];
-        db[c] = s;
-      }
+      for (int64_t t = 0; t < taps; ++t) dw[c * taps + t] = sum_parts(scratch + t * Cs + c, nth, per_thread);
+      if (db != nullptr) db[c] = sum_parts(scratch + taps * Cs + c, nth, per_thread);
     }
   }
-  free_scratch(offs);
-  free_scratch(scratch);
 }
 
 }  // namespace
 
-void conv2d_depthwise_nhwc_forward(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    forward_nhwc<double>(p);
-  else
-    forward_nhwc<float>(p);
-}
+void conv2d_depthwise_nhwc_forward(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { forward_nhwc<T>(p); }); }
 
-void conv2d_depthwise_nhwc_backward_input(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_input_nhwc<double>(p);
-  else
-    backward_input_nhwc<float>(p);
-}
+void conv2d_depthwise_nhwc_backward_input(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_input_nhwc<T>(p); }); }
 
-void conv2d_depthwise_nhwc_backward_weight(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_weight_nhwc<double>(p);
-  else
-    backward_weight_nhwc<float>(p);
-}
+void conv2d_depthwise_nhwc_backward_weight(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_weight_nhwc<T>(p); }); }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

@@ -259,8 +259,10 @@ void forward(const Conv2dParams& p) {
   const bool few_out = use_reduce_tile<T>(OCg, p.layout == Layout::nhwc || want_nhwc);
   // Main tile: wp[g][kh][kw][ic][OCs], zero past OCg. Few-output tile: wp[g][kh][oc][kw][ic].
   // bp[g][OCs]: the bias, zero past OCg.
-  T* wp = alloc_scratch<T>(G * taps * ICg * OCs);
-  T* bp = alloc_scratch<T>(OCb);
+  AlignedBuffer wp_mem = AlignedBuffer::of<T>(G * taps * ICg * OCs);
+  T* wp = wp_mem.as<T>();
+  AlignedBuffer bp_mem = AlignedBuffer::of<T>(OCb);
+  T* bp = bp_mem.as<T>();
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t ic = 0; ic < ICg; ++ic) {
@@ -288,9 +290,10 @@ void forward(const Conv2dParams& p) {
   const int64_t per_thread = round_up(band_sz + obuf_sz + kMaxNV * S, 16);
   const double macs = double(p.N) * p.OH * p.OW * p.OC * ICg * taps;
   const int nt = macs < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
-  const T** wptrs = alloc_scratch<const T*>(taps * nt);
+  const ThreadScratch<T> ts(per_thread, taps, taps, nt);
+  T* const scratch = ts.data;
+  int64_t* const offs = ts.offs;
+  const T** const wptrs = ts.ptrs;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -361,11 +364,6 @@ void forward(const Conv2dParams& p) {
                    p.OH * p.OW, p.OC);
     }
   }
-  free_scratch(wptrs);
-  free_scratch(offs);
-  free_scratch(scratch);
-  free_scratch(bp);
-  free_scratch(wp);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +388,8 @@ void backward_input(const Conv2dParams& p) {
   // Main tile: wd[g][kh][KW-1-kw][oc][ICs]: kw reversed, so that for unit column stride and
   // dilation the taps of one row read grad_output columns in increasing order and merge with oc.
   // Few-output tile: wd[g][kh][ic][KW-1-kw][oc], the same reduction order with ic outside.
-  T* wd = alloc_scratch<T>(G * taps * OCg * ICs);
+  AlignedBuffer wd_mem = AlignedBuffer::of<T>(G * taps * OCg * ICs);
+  T* wd = wd_mem.as<T>();
   for (int64_t g = 0; g < G; ++g)
     for (int64_t kh = 0; kh < p.KH; ++kh)
       for (int64_t kw = 0; kw < p.KW; ++kw)
@@ -429,9 +428,10 @@ void backward_input(const Conv2dParams& p) {
   const int64_t per_thread = round_up(band_sz + obuf_sz + kMaxNV * S, 16);
   const double macs = double(p.N) * p.OH * p.OW * p.OC * ICg * taps;
   const int nt = macs < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(per_thread * nt);
-  int64_t* offs = alloc_scratch<int64_t>(taps * nt);
-  const T** wptrs = alloc_scratch<const T*>(taps * nt);
+  const ThreadScratch<T> ts(per_thread, taps, taps, nt);
+  T* const scratch = ts.data;
+  int64_t* const offs = ts.offs;
+  const T** const wptrs = ts.ptrs;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -527,26 +527,12 @@ void backward_input(const Conv2dParams& p) {
                    p.H * p.W, p.IC);
     }
   }
-  free_scratch(wptrs);
-  free_scratch(offs);
-  free_scratch(scratch);
-  free_scratch(wd);
 }
 
 }  // namespace
 
-void conv2d_direct_forward(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    forward<double>(p);
-  else
-    forward<float>(p);
-}
+void conv2d_direct_forward(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { forward<T>(p); }); }
 
-void conv2d_direct_backward_input(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_input<double>(p);
-  else
-    backward_input<float>(p);
-}
+void conv2d_direct_backward_input(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_input<T>(p); }); }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

@@ -17,12 +17,11 @@
 // gemm_single_thread on its items with its own scratch (no shared writes).
 #include <omp.h>
 
-#include <new>
-#include <stdexcept>
 #include <vector>
 
 #include "bigmodel/conv.h"
 #include "bigmodel/gemm.h"
+#include "cpu/util.h"
 
 namespace bigmodel::cpu {
 
@@ -32,15 +31,6 @@ bool conv2d_is_pointwise_nchw(const Conv2dParams& p) {
 }
 
 namespace {
-
-struct AlignedBuffer {
-  explicit AlignedBuffer(int64_t bytes)
-      : ptr(::operator new[](static_cast<size_t>(bytes > 0 ? bytes : 1), std::align_val_t(64))) {}
-  ~AlignedBuffer() { ::operator delete[](ptr, std::align_val_t(64)); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  void* ptr;
-};
 
 enum class Pass { forward, backward_input };
 
@@ -58,30 +48,22 @@ void pointwise(const Conv2dParams& p, Pass pass) {
   // A of each group, packed once: W_g (row-major OCg x ICg) or its transpose.
   const int64_t packed_bytes = gemm_packed_bytes(p.dtype, GemmSide::a, M, K);
   AlignedBuffer packed_buf(G * packed_bytes);
-  std::vector<GemmPacked> packed(static_cast<size_t>(G));
+  std::vector<GemmPacked> packed_w(static_cast<size_t>(G));
   for (int64_t g = 0; g < G; ++g) {
-    GemmPackParams pp;
-    pp.dtype = p.dtype;
-    pp.side = GemmSide::a;
-    pp.outer = M;
-    pp.K = K;
-    pp.src.kind = GemmOperandKind::strided;
-    pp.src.data = w + g * OCg * ICg * esize;
-    pp.src.rs = fwd ? ICg : 1;  // W_g(oc, ic) at oc*ICg + ic
-    pp.src.cs = fwd ? 1 : ICg;
-    pp.dst = static_cast<char*>(packed_buf.ptr) + g * packed_bytes;
-    pp.num_threads = nt_req;
-    packed[static_cast<size_t>(g)] = gemm_pack(pp);
+    // W_g(oc, ic) at oc*ICg + ic; A(m, k) is W_g(m, k) forward and W_g(k, m) for grad input
+    packed_w[static_cast<size_t>(g)] = gemm_pack(pack_params(p.dtype, GemmSide::a, M, K, w + g * OCg * ICg * esize,
+                                                           fwd ? ICg : 1, fwd ? 1 : ICg,
+                                                           packed_buf.data() + g * packed_bytes, nt_req));
   }
 
   // Column chunks: whole planes when there are enough (image, group) pairs for the threads,
   // else planes cut into multiples of 64 columns (whole NR panels).
   int64_t chunk = HW;
   if (p.N * G < 2 * nt_req) {
-    const int64_t pieces = (2 * nt_req + p.N * G - 1) / (p.N * G);
-    chunk = ((HW + pieces - 1) / pieces + 63) / 64 * 64;
+    const int64_t pieces = ceil_div(2 * nt_req, p.N * G);
+    chunk = round_up(ceil_div(HW, pieces), 64);
   }
-  const int64_t nchunks = (HW + chunk - 1) / chunk, items = p.N * G * nchunks;
+  const int64_t nchunks = ceil_div(HW, chunk), items = p.N * G * nchunks;
   const double macs = double(p.N) * HW * M * K * G;
   const int nt = macs < 65536.0 ? 1 : nt_req;
 
@@ -93,12 +75,8 @@ void pointwise(const Conv2dParams& p, Pass pass) {
     gp.M = M;
     gp.N = cols;
     gp.K = K;
-    gp.a.kind = GemmOperandKind::packed;
-    gp.a.packed = &packed[static_cast<size_t>(g)];
-    gp.b.kind = GemmOperandKind::strided;
-    gp.b.data = src + ((n * C_in + g * K) * HW + c0) * esize;
-    gp.b.rs = HW;
-    gp.b.cs = 1;
+    gp.a = packed(&packed_w[static_cast<size_t>(g)]);
+    gp.b = strided(src + ((n * C_in + g * K) * HW + c0) * esize, HW, 1);
     gp.c = dst + ((n * C_out + g * M) * HW + c0) * esize;
     gp.rs_c = HW;
     gp.cs_c = 1;
@@ -110,15 +88,15 @@ void pointwise(const Conv2dParams& p, Pass pass) {
   };
   // Scratch depends on the problem's size only through its dimensions: the first item has the
   // widest chunk. gemm_scratch_bytes also validates the parameters, outside the parallel region.
-  const int64_t scratch_bytes = (gemm_scratch_bytes(params_for(0)) + 63) / 64 * 64;
+  const int64_t scratch_bytes = align64(gemm_scratch_bytes(params_for(0)));
   AlignedBuffer scratch(scratch_bytes * nt);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    const int64_t q = items / nth, r = items % nth;
-    const int64_t begin = tid * q + (tid < r ? tid : r), end = begin + q + (tid < r ? 1 : 0);
-    void* mine = static_cast<char*>(scratch.ptr) + tid * scratch_bytes;
+    int64_t begin, end;
+    split_range(items, tid, nth, begin, end);
+    void* mine = scratch.data() + tid * scratch_bytes;
     for (int64_t item = begin; item < end; ++item) gemm_single_thread(params_for(item), mine, scratch_bytes);
   }
 }

@@ -139,7 +139,8 @@ void backward_weight(const Conv2dParams& p) {
   const int64_t per_thread = round_up(partial_sz + band_sz + dyb_sz + kMaxNP * kMaxNV * S, 16);
   const double macs = double(p.N) * p.OH * p.OW * p.OC * ICg * taps;
   const int nt = macs < 65536.0 ? 1 : nt_req;
-  T* scratch = alloc_scratch<T>(per_thread * nt);
+  AlignedBuffer scratch_mem = AlignedBuffer::of<T>(per_thread * nt);
+  T* scratch = scratch_mem.as<T>();
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -221,27 +222,15 @@ void backward_weight(const Conv2dParams& p) {
       for (int64_t ic = 0; ic < ICg; ++ic)
         for (int64_t t = 0; t < taps; ++t) {
           const int64_t idx = ((g * taps + t) * ICg + ic) * OCs + ocg;
-          T s = T(0);
-          for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + idx];
-          dw[(oc * ICg + ic) * taps + t] = s;
+          dw[(oc * ICg + ic) * taps + t] = sum_parts(scratch + idx, nth, per_thread);
         }
-      if (db != nullptr) {
-        T s = T(0);
-        for (int th = 0; th < nth; ++th) s += scratch[th * per_thread + G * taps * ICg * OCs + g * OCs + ocg];
-        db[oc] = s;
-      }
+      if (db != nullptr) db[oc] = sum_parts(scratch + G * taps * ICg * OCs + g * OCs + ocg, nth, per_thread);
     }
   }
-  free_scratch(scratch);
 }
 
 }  // namespace
 
-void conv2d_direct_backward_weight(const Conv2dParams& p) {
-  if (p.dtype == DType::f64)
-    backward_weight<double>(p);
-  else
-    backward_weight<float>(p);
-}
+void conv2d_direct_backward_weight(const Conv2dParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { backward_weight<T>(p); }); }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

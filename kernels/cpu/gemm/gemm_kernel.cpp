@@ -27,6 +27,7 @@
 
 #include "bigmodel/gemm.h"
 #include "cpu/simd.h"
+#include "cpu/util.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
@@ -74,11 +75,6 @@ struct Blocking {  // plain C++: a 4 x 4 tile of scalars
 
 template <typename T>
 constexpr int kNR = Blocking<T>::NV * Vec<T>::size;
-
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-BM_INLINE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-BM_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-BM_INLINE int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // ---- operands, normalised ------------------------------------------------------------------
 // Both operands are seen as "outer x Kt" (A: outer = M; B: outer = N) with an outer stride `so`
@@ -377,10 +373,6 @@ int64_t thread_scratch_elems(const Problem<T>& pr, int64_t mt, int64_t nt) {
   return e + 2 * 64 / static_cast<int64_t>(sizeof(T));
 }
 
-BM_INLINE void* align64(void* p) {
-  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
-}
-
 // The five loops for C rows [m0, m0 + mt) x cols [n0, n0 + nt), on one thread.
 template <typename T>
 void run_rect(const Problem<T>& pr, int64_t m0, int64_t mt, int64_t n0, int64_t nt, T* scratch) {
@@ -388,10 +380,8 @@ void run_rect(const Problem<T>& pr, int64_t m0, int64_t mt, int64_t n0, int64_t 
   if (mt <= 0 || nt <= 0) return;
   const int64_t kc_max = kc_step<T>(pr.Kt);
   const int64_t mc_max = block_step(mt, Blocking<T>::MC, MR), nc_max = block_step(nt, Blocking<T>::NC, NR);
-  T* a_buf = static_cast<T*>(align64(scratch));
-  T* b_buf = pr.a.kind == GemmOperandKind::packed
-                 ? a_buf
-                 : static_cast<T*>(align64(a_buf + mc_max * max64(kc_max, 1)));
+  T* a_buf = align64(scratch);
+  T* b_buf = pr.a.kind == GemmOperandKind::packed ? a_buf : align64(a_buf + mc_max * max64(kc_max, 1));
 
   TileStore<T> st;
   st.alpha = pr.alpha;
@@ -515,7 +505,8 @@ void run_threaded(const GemmParams& p, int threads) {
   const int64_t mp = ceil_div(pr.M, MR), np = ceil_div(pr.N, NR);
   const int64_t mt_max = ceil_div(mp, tm) * MR, nt_max = ceil_div(np, tn) * NR;
   const int64_t elems = thread_scratch_elems(pr, min64(mt_max, pr.M), min64(nt_max, pr.N));
-  T* scratch = new T[elems * used];  // before the region: a failed allocation throws here
+  const AlignedBuffer scratch_mem = AlignedBuffer::of<T>(elems * used);  // before the region: may throw
+  T* const scratch = scratch_mem.as<T>();
 #pragma omp parallel num_threads(used) if (used > 1)
   {
     const int nthr = omp_get_num_threads(), id = omp_get_thread_num();
@@ -525,7 +516,6 @@ void run_threaded(const GemmParams& p, int threads) {
       run_rect<T>(pr, m0, min64(mt_max, pr.M - m0), n0, min64(nt_max, pr.N - n0), scratch + id * elems);
     }
   }
-  delete[] scratch;
 }
 
 // ---- pre-packing -----------------------------------------------------------------------------
@@ -579,33 +569,17 @@ void run_single(const GemmParams& p, void* scratch) {
 
 // ---- entry points (declared in kernels/cpu/gemm/gemm.cpp through BIGMODEL_ISA_DECLARE) -------
 
-GemmBlocking gemm_blocking(DType dtype) {
-  return dtype == DType::f64 ? blocking_of<double>() : blocking_of<float>();
-}
-
+GemmBlocking gemm_blocking(DType dtype) { return BIGMODEL_FLOAT_SWITCH(dtype, T, [&] { return blocking_of<T>(); }); }
 void gemm_threaded(const GemmParams& p, int threads) {
-  if (p.dtype == DType::f64)
-    run_threaded<double>(p, threads);
-  else
-    run_threaded<float>(p, threads);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { run_threaded<T>(p, threads); });
 }
-
 int64_t gemm_scratch_bytes(const GemmParams& p) {
-  return p.dtype == DType::f64 ? scratch_bytes_typed<double>(p) : scratch_bytes_typed<float>(p);
+  return BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { return scratch_bytes_typed<T>(p); });
 }
-
 void gemm_single_thread(const GemmParams& p, void* scratch) {
-  if (p.dtype == DType::f64)
-    run_single<double>(p, scratch);
-  else
-    run_single<float>(p, scratch);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { run_single<T>(p, scratch); });
 }
 
-void gemm_pack(const GemmPackParams& p) {
-  if (p.dtype == DType::f64)
-    pack_typed<double>(p);
-  else
-    pack_typed<float>(p);
-}
+void gemm_pack(const GemmPackParams& p) { BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { pack_typed<T>(p); }); }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

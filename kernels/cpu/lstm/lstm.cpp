@@ -1,5 +1,5 @@
 // Entry points of the CPU LSTM kernels: parameter validation, then per-ISA dispatch
-// (kernels/cpu/lstm/lstm_kernel.cpp).
+// (kernels/cpu/lstm/lstm_{forward,inference,backward}_kernel.cpp).
 #include "bigmodel/lstm.h"
 
 #include <stdexcept>
@@ -10,6 +10,7 @@
 namespace bigmodel::cpu {
 
 BIGMODEL_ISA_DECLARE(void, lstm_forward, (const LstmParams&))
+BIGMODEL_ISA_DECLARE(void, lstm_inference, (const LstmParams&))
 BIGMODEL_ISA_DECLARE(void, lstm_backward, (const LstmParams&))
 
 namespace {
@@ -62,6 +63,9 @@ void lstm_forward(const LstmParams& p) {
   // gates and cells: both set (saved for the backward) or both null (inference).
   if ((p.gates == nullptr) != (p.cells == nullptr))
     fail("gates and cells must both be given (saved for the backward) or both be null (inference)");
+  if (p.gates == nullptr) {
+    BIGMODEL_ISA_CALL(lstm_inference, p);
+  }
   BIGMODEL_ISA_CALL(lstm_forward, p);
 }
 

@@ -1,38 +1,13 @@
 // Pointwise pieces of the CPU LSTM kernel: the gate nonlinearities and the per-row cell update,
-// forward and backward, plus a raw aligned buffer. Included only by lstm_kernel.cpp (compiled
+// forward and backward. Included only by the per-ISA LSTM kernels (through lstm_common.h; compiled
 // once per ISA path, see kernels/cpu/simd.h), so everything lives in that path's namespace.
 #pragma once
 
 #include "cpu/simd.h"
+#include "cpu/util.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
-
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// Owns a raw, 64-byte aligned byte buffer (new[] / delete[] only: see simd.h).
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(int64_t bytes) { reset(bytes); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { delete[] raw_; }
-  void reset(int64_t bytes) {
-    delete[] raw_;
-    raw_ = new char[bytes + 64];
-    const uintptr_t a = reinterpret_cast<uintptr_t>(raw_);
-    data_ = reinterpret_cast<char*>((a + 63) & ~uintptr_t(63));
-    bytes_ = bytes;
-  }
-  char* data() const { return data_; }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  char* raw_ = nullptr;
-  char* data_ = nullptr;
-  int64_t bytes_ = 0;
-};
 
 // ---- gate nonlinearities ---------------------------------------------------------------------
 

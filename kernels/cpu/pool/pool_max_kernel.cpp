@@ -1,5 +1,6 @@
-// 2-D max / average pooling on the CPU, forward and backward, NCHW and NHWC.
-// Compiled once per ISA path (see kernels/cpu/simd.h); kernels/cpu/pool/pool.cpp dispatches.
+// 2-D max pooling on the CPU, forward and backward, NCHW and NHWC. Compiled once per ISA path
+// (see kernels/cpu/simd.h); kernels/cpu/pool/pool.cpp dispatches. Average pooling is in
+// pool_avg_kernel.cpp, the shared pieces in pool_common.h.
 //
 // NCHW: one (n, c) plane at a time. Output columns whose whole window row lies inside the input
 // ("interior" columns) are done Vec::size at a time: each tap is a (strided) vector load, so a
@@ -7,83 +8,17 @@
 // generic path, go through a scalar loop that follows torch's definition literally.
 // NHWC: vectorised along C; the window walk is scalar and shared by all channel lanes.
 //
-// Max-pool backward recomputes each window's argmax from the input (the same visit order and
-// NaN rule as the forward, so the same tap wins) instead of reading stored int64 indices: the
+// The backward recomputes each window's argmax from the input (the same visit order and NaN
+// rule as the forward, so the same tap wins) instead of reading stored int64 indices: the
 // forward then writes only the output, and the backward reads 1x input instead of 2x output.
 // Windows that overlap make the backward a scatter-add, so a plane (NCHW) or an image / channel
 // block (NHWC) is owned by one thread: no atomics, deterministic sums.
 #include <omp.h>
 
-#include "bigmodel/pool.h"
-#include "cpu/simd.h"
+#include "cpu/pool/pool_common.h"
 
 namespace bigmodel::cpu::BIGMODEL_ISA_NS {
 namespace {
-
-BM_INLINE int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-BM_INLINE int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-// Taps [t_begin, t_end) of one window along one dimension under the max-pool rule: tap t sits at
-// start + t*d and only taps inside [0, in) exist.
-struct MaxSpan {
-  int64_t start;
-  int64_t t_begin, t_end;
-};
-
-BM_INLINE MaxSpan max_span(int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, int64_t in) {
-  MaxSpan r;
-  r.start = o * s - p;
-  r.t_begin = r.start < 0 ? (-r.start + d - 1) / d : 0;
-  const int64_t last = in - 1 - r.start;  // tap t valid while t*d <= last
-  r.t_end = last < 0 ? 0 : min64(k, last / d + 1);
-  return r;
-}
-
-// Average-pool window along one dimension: [begin, end) inside the input, and `pool` = the
-// length including padding (torch clips the window to in + p before counting it).
-struct AvgSpan {
-  int64_t begin, end, pool;
-};
-
-BM_INLINE AvgSpan avg_span(int64_t o, int64_t k, int64_t s, int64_t p, int64_t in) {
-  const int64_t start = o * s - p;
-  const int64_t stop = min64(start + k, in + p);
-  return {max64(start, 0), min64(stop, in), stop - start};
-}
-
-// Output columns [lo, hi) whose k taps all lie in [0, in).
-BM_INLINE void interior_columns(const Pool2dParams& p, int64_t& lo, int64_t& hi) {
-  // ow*sW - pW >= 0  and  ow*sW - pW + (kW-1)*dW <= W-1
-  lo = (p.pW + p.sW - 1) / p.sW;
-  const int64_t last = p.W - 1 + p.pW - (p.kW - 1) * p.dW;
-  hi = last < 0 ? 0 : min64(p.OW, last / p.sW + 1);
-  if (hi < lo) hi = lo;
-  if (lo > p.OW) lo = hi = p.OW;
-}
-
-template <typename T>
-BM_INLINE T neg_inf() {
-  return -static_cast<T>(__builtin_huge_val());
-}
-
-// One tap of an interior chunk: lanes i < n read row[i * sW]; `room` elements are readable.
-template <typename T>
-BM_INLINE Vec<T> load_tap(const T* row, int64_t sW, int n, int64_t room) {
-  using V = Vec<T>;
-  if (sW == 1) return V::load(row, n);
-  if (sW == 2) return n == V::size && room >= 2 * V::size ? V::load_even(row) : V::load_even(row, n);
-  return V::load_strided(row, sW, n);
-}
-
-// row[2i] += even[i], row[2i+1] += odd[i] for lanes i < n, touching nothing at or past `room`.
-template <typename T>
-BM_INLINE void add_pair(T* row, Vec<T> even, Vec<T> odd, int n, int64_t room) {
-  using V = Vec<T>;
-  if (n == V::size && room >= 2 * V::size)
-    V::add_interleaved(row, even, odd);
-  else
-    V::add_interleaved(row, even, odd, static_cast<int>(min64(2 * n, room)));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Max pooling, NCHW
@@ -267,14 +202,6 @@ void max_pool_nchw_backward(const Pool2dParams& p) {
 // Max pooling, NHWC (channels_last): lanes run along C, the window walk is shared by all lanes.
 // ---------------------------------------------------------------------------------------------
 
-// Column windows, computed once per call (they are the same for every row and image).
-template <typename Span, typename F>
-Span* column_spans(int64_t OW, F&& make) {
-  Span* spans = new Span[OW > 0 ? OW : 1];
-  for (int64_t ow = 0; ow < OW; ++ow) spans[ow] = make(ow);
-  return spans;
-}
-
 // Max over one window for U vectors of channels starting at c (the last one holding nl lanes):
 // the running max per lane and, when kTrack, the winning tap number th*kW + tw (exact in T while
 // kH*kW < 2^24). U independent chains keep the FP units busy while the loads are in flight.
@@ -333,7 +260,8 @@ void max_pool_nhwc_forward(const Pool2dParams& p) {
   T* out = static_cast<T*>(p.output);
   const int64_t C = p.C;
   const bool exact_taps = p.kH * p.kW < (int64_t(1) << 24);
-  MaxSpan* wspan = column_spans<MaxSpan>(p.OW, [&](int64_t ow) { return max_span(ow, p.kW, p.sW, p.pW, p.dW, p.W); });
+  const AlignedBuffer wspan_mem = column_spans<MaxSpan>(p.OW, [&](int64_t ow) { return max_span(ow, p.kW, p.sW, p.pW, p.dW, p.W); });
+  const MaxSpan* wspan = wspan_mem.as<MaxSpan>();
   const int64_t rows = p.N * p.OH;
   const bool par = p.num_threads > 1 && rows * p.OW * C * p.kH * p.kW > 32768;
 #pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
@@ -387,28 +315,6 @@ void max_pool_nhwc_forward(const Pool2dParams& p) {
       }
     }
   }
-  delete[] wspan;
-}
-
-// Work items for NHWC backward: (image, channel block) pairs, so a small batch still spreads
-// over the threads while each item owns its slice of grad_input.
-BM_INLINE int64_t nhwc_channel_block(const Pool2dParams& p, int vec) {
-  if (p.N >= 2 * p.num_threads || p.C <= vec) return p.C;
-  int64_t blocks = (2 * p.num_threads + p.N - 1) / p.N;
-  int64_t cb = (p.C + blocks - 1) / blocks;
-  cb = (cb + vec - 1) / vec * vec;
-  return cb < vec ? vec : cb;
-}
-
-// Zeroes grad_input rows [from, to) of one image, channels [c0, c1). NHWC backward zeroes rows
-// just before the first window touches them, so the scatter-adds hit cache, not memory.
-template <typename T>
-BM_INLINE void zero_rows_nhwc(T* img, const Pool2dParams& p, int64_t from, int64_t to, int64_t c0, int64_t c1) {
-  using V = Vec<T>;
-  for (int64_t pos = from * p.W; pos < to * p.W; ++pos) {
-    T* d = img + pos * p.C;
-    for (int64_t c = c0; c < c1; c += V::size) V::zero().store(d + c, static_cast<int>(min64(V::size, c1 - c)));
-  }
 }
 
 template <typename T>
@@ -419,10 +325,11 @@ void max_pool_nhwc_backward(const Pool2dParams& p) {
   T* gin = static_cast<T*>(p.grad_input);
   const int64_t C = p.C;
   const int64_t cb = nhwc_channel_block(p, V::size);
-  const int64_t nblocks = (C + cb - 1) / cb;
+  const int64_t nblocks = ceil_div(C, cb);
   const int64_t items = p.N * nblocks;
   const bool exact_taps = p.kH * p.kW < (int64_t(1) << 24);
-  MaxSpan* wspan = column_spans<MaxSpan>(p.OW, [&](int64_t ow) { return max_span(ow, p.kW, p.sW, p.pW, p.dW, p.W); });
+  const AlignedBuffer wspan_mem = column_spans<MaxSpan>(p.OW, [&](int64_t ow) { return max_span(ow, p.kW, p.sW, p.pW, p.dW, p.W); });
+  const MaxSpan* wspan = wspan_mem.as<MaxSpan>();
   const bool par = p.num_threads > 1 && items > 1 && p.N * p.H * p.W * C > 16384;
 #pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
   for (int64_t it = 0; it < items; ++it) {
@@ -470,208 +377,6 @@ void max_pool_nhwc_backward(const Pool2dParams& p) {
     }
     zero_rows_nhwc(dst, p, zeroed, p.H, c0, c1);
   }
-  delete[] wspan;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Average pooling
-// ---------------------------------------------------------------------------------------------
-
-BM_INLINE int64_t avg_divisor(const Pool2dParams& p, const AvgSpan& h, const AvgSpan& w) {
-  if (p.divisor_override) return p.divisor_override;
-  return p.count_include_pad ? h.pool * w.pool : (h.end - h.begin) * (w.end - w.begin);
-}
-
-template <typename T>
-void avg_pool_nchw_forward(const Pool2dParams& p) {
-  using V = Vec<T>;
-  const T* in = static_cast<const T*>(p.input);
-  T* out = static_cast<T*>(p.output);
-  int64_t lo, hi;
-  interior_columns(p, lo, hi);  // dW == 1 for average pooling
-  const int64_t rows = p.N * p.C * p.OH;
-  const bool par = p.num_threads > 1 && rows * p.OW * p.kH * p.kW > 32768;
-#pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t pl = r / p.OH, oh = r - pl * p.OH;
-    const T* plane = in + pl * p.H * p.W;
-    T* orow = out + r * p.OW;
-    const AvgSpan h = avg_span(oh, p.kH, p.sH, p.pH, p.H);
-    auto scalar = [&](int64_t ow) {
-      const AvgSpan w = avg_span(ow, p.kW, p.sW, p.pW, p.W);
-      if (h.begin >= h.end || w.begin >= w.end) {
-        orow[ow] = T(0);
-        return;
-      }
-      T sum = T(0);
-      for (int64_t ih = h.begin; ih < h.end; ++ih)
-        for (int64_t iw = w.begin; iw < w.end; ++iw) sum += plane[ih * p.W + iw];
-      orow[ow] = sum / static_cast<T>(avg_divisor(p, h, w));
-    };
-    for (int64_t ow = 0; ow < lo; ++ow) scalar(ow);
-    if (h.begin < h.end) {
-      const AvgSpan wfull{0, p.kW, p.kW};
-      const V div = V::broadcast(static_cast<T>(avg_divisor(p, h, wfull)));
-      for (int64_t ow = lo; ow < hi; ow += V::size) {
-        const int n = static_cast<int>(min64(V::size, hi - ow));
-        const int64_t base = ow * p.sW - p.pW;
-        V sum = V::zero();
-        for (int64_t ih = h.begin; ih < h.end; ++ih) {
-          const T* row = plane + ih * p.W;
-          for (int64_t tw = 0; tw < p.kW; ++tw) sum = sum + load_tap(row + base + tw, p.sW, n, p.W - base - tw);
-        }
-        (sum / div).store(orow + ow, n);
-      }
-    } else {
-      for (int64_t ow = lo; ow < hi; ++ow) scalar(ow);
-    }
-    for (int64_t ow = hi; ow < p.OW; ++ow) scalar(ow);
-  }
-}
-
-template <typename T>
-void avg_pool_nchw_backward(const Pool2dParams& p) {
-  using V = Vec<T>;
-  const T* gout = static_cast<const T*>(p.grad_output);
-  T* gin = static_cast<T*>(p.grad_input);
-  int64_t lo, hi;
-  interior_columns(p, lo, hi);
-  const int64_t planes = p.N * p.C;
-  const bool par = p.num_threads > 1 && planes > 1 && planes * p.H * p.W > 16384;
-#pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
-  for (int64_t pl = 0; pl < planes; ++pl) {
-    const T* g = gout + pl * p.OH * p.OW;
-    T* dst = gin + pl * p.H * p.W;
-    for (int64_t i = 0; i < p.H * p.W; ++i) dst[i] = T(0);
-    for (int64_t oh = 0; oh < p.OH; ++oh) {
-      const T* grow = g + oh * p.OW;
-      const AvgSpan h = avg_span(oh, p.kH, p.sH, p.pH, p.H);
-      if (h.begin >= h.end) continue;
-      auto scalar = [&](int64_t ow) {
-        const AvgSpan w = avg_span(ow, p.kW, p.sW, p.pW, p.W);
-        if (w.begin >= w.end) return;
-        const T v = grow[ow] / static_cast<T>(avg_divisor(p, h, w));
-        for (int64_t ih = h.begin; ih < h.end; ++ih)
-          for (int64_t iw = w.begin; iw < w.end; ++iw) dst[ih * p.W + iw] += v;
-      };
-      for (int64_t ow = 0; ow < lo; ++ow) scalar(ow);
-      const AvgSpan wfull{0, p.kW, p.kW};
-      const V div = V::broadcast(static_cast<T>(avg_divisor(p, h, wfull)));
-      for (int64_t ow = lo; ow < hi; ow += V::size) {
-        const int n = static_cast<int>(min64(V::size, hi - ow));
-        const V gv = V::load(grow + ow, n) / div;
-        const int64_t base = ow * p.sW - p.pW;
-        for (int64_t ih = h.begin; ih < h.end; ++ih) {
-          T* row = dst + ih * p.W;
-          int64_t tw = 0;
-          if (p.sW == 2) {
-            for (; tw < p.kW; tw += 2) add_pair(row + base + tw, gv, tw + 1 < p.kW ? gv : V::zero(), n, p.W - (base + tw));
-          }
-          for (; tw < p.kW; ++tw) {
-            T* col = row + base + tw;
-            if (p.sW == 1) {
-              (V::load(col, n) + gv).store(col, n);
-            } else {
-              T c[V::size];
-              gv.store(c);
-              for (int i = 0; i < n; ++i) col[i * p.sW] += c[i];
-            }
-          }
-        }
-      }
-      for (int64_t ow = hi; ow < p.OW; ++ow) scalar(ow);
-    }
-  }
-}
-
-template <typename T>
-void avg_pool_nhwc_forward(const Pool2dParams& p) {
-  using V = Vec<T>;
-  const T* in = static_cast<const T*>(p.input);
-  T* out = static_cast<T*>(p.output);
-  const int64_t C = p.C;
-  AvgSpan* wspan = column_spans<AvgSpan>(p.OW, [&](int64_t ow) { return avg_span(ow, p.kW, p.sW, p.pW, p.W); });
-  const int64_t rows = p.N * p.OH;
-  const bool par = p.num_threads > 1 && rows * p.OW * C * p.kH * p.kW > 32768;
-#pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = r / p.OH, oh = r - n * p.OH;
-    const AvgSpan h = avg_span(oh, p.kH, p.sH, p.pH, p.H);
-    const T* img = in + n * p.H * p.W * C;
-    for (int64_t ow = 0; ow < p.OW; ++ow) {
-      const AvgSpan& w = wspan[ow];
-      T* o = out + (r * p.OW + ow) * C;
-      if (h.begin >= h.end || w.begin >= w.end) {
-        for (int64_t c = 0; c < C; c += V::size) V::zero().store(o + c, static_cast<int>(min64(V::size, C - c)));
-        continue;
-      }
-      const V div = V::broadcast(static_cast<T>(avg_divisor(p, h, w)));
-      int64_t c = 0;
-      for (; c + 4 * V::size <= C; c += 4 * V::size) {  // 4 independent sums per window walk
-        V sum[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
-        for (int64_t ih = h.begin; ih < h.end; ++ih) {
-          const T* row = img + ih * p.W * C + c;
-          for (int64_t iw = w.begin; iw < w.end; ++iw)
-            for (int u = 0; u < 4; ++u) sum[u] = sum[u] + V::load(row + iw * C + u * V::size);
-        }
-        for (int u = 0; u < 4; ++u) (sum[u] / div).store(o + c + u * V::size);
-      }
-      for (; c < C; c += V::size) {
-        const int nl = static_cast<int>(min64(V::size, C - c));
-        V sum = V::zero();
-        for (int64_t ih = h.begin; ih < h.end; ++ih) {
-          const T* row = img + ih * p.W * C + c;
-          for (int64_t iw = w.begin; iw < w.end; ++iw) sum = sum + V::load(row + iw * C, nl);
-        }
-        (sum / div).store(o + c, nl);
-      }
-    }
-  }
-  delete[] wspan;
-}
-
-template <typename T>
-void avg_pool_nhwc_backward(const Pool2dParams& p) {
-  using V = Vec<T>;
-  const T* gout = static_cast<const T*>(p.grad_output);
-  T* gin = static_cast<T*>(p.grad_input);
-  const int64_t C = p.C;
-  const int64_t cb = nhwc_channel_block(p, V::size);
-  const int64_t nblocks = (C + cb - 1) / cb;
-  const int64_t items = p.N * nblocks;
-  AvgSpan* wspan = column_spans<AvgSpan>(p.OW, [&](int64_t ow) { return avg_span(ow, p.kW, p.sW, p.pW, p.W); });
-  const bool par = p.num_threads > 1 && items > 1 && p.N * p.H * p.W * C > 16384;
-#pragma omp parallel for schedule(static) num_threads(p.num_threads) if (par)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t n = it / nblocks;
-    const int64_t c0 = (it % nblocks) * cb, c1 = min64(C, c0 + cb);
-    T* dst = gin + n * p.H * p.W * C;
-    int64_t zeroed = 0;
-    for (int64_t oh = 0; oh < p.OH; ++oh) {
-      const AvgSpan h = avg_span(oh, p.kH, p.sH, p.pH, p.H);
-      if (h.begin >= h.end) continue;
-      if (h.end > zeroed) {
-        zero_rows_nhwc(dst, p, zeroed, h.end, c0, c1);
-        zeroed = h.end;
-      }
-      for (int64_t ow = 0; ow < p.OW; ++ow) {
-        const AvgSpan& w = wspan[ow];
-        if (w.begin >= w.end) continue;
-        const T* g = gout + ((n * p.OH + oh) * p.OW + ow) * C;
-        const V div = V::broadcast(static_cast<T>(avg_divisor(p, h, w)));
-        for (int64_t c = c0; c < c1; c += V::size) {
-          const int nl = static_cast<int>(min64(V::size, c1 - c));
-          const V gv = V::load(g + c, nl) / div;
-          for (int64_t ih = h.begin; ih < h.end; ++ih) {
-            T* row = dst + ih * p.W * C + c;
-            for (int64_t iw = w.begin; iw < w.end; ++iw) (V::load(row + iw * C, nl) + gv).store(row + iw * C, nl);
-          }
-        }
-      }
-    }
-    zero_rows_nhwc(dst, p, zeroed, p.H, c0, c1);
-  }
-  delete[] wspan;
 }
 
 template <typename T>
@@ -682,38 +387,17 @@ template <typename T>
 void max_backward(const Pool2dParams& p) {
   p.layout == Layout::nhwc ? max_pool_nhwc_backward<T>(p) : max_pool_nchw_backward<T>(p);
 }
-template <typename T>
-void avg_forward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? avg_pool_nhwc_forward<T>(p) : avg_pool_nchw_forward<T>(p);
-}
-template <typename T>
-void avg_backward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? avg_pool_nhwc_backward<T>(p) : avg_pool_nchw_backward<T>(p);
-}
-
-// An empty batch (or any zero size) is a no-op: there is nothing to read or write.
-BM_INLINE bool empty_problem(const Pool2dParams& p) {
-  return p.N <= 0 || p.C <= 0 || p.H <= 0 || p.W <= 0 || p.OH <= 0 || p.OW <= 0;
-}
 
 }  // namespace
 
 // Entry points (float32 / float64; the binding has rejected other dtypes).
 void max_pool2d_forward(const Pool2dParams& p) {
   if (empty_problem(p)) return;
-  p.dtype == DType::f64 ? max_forward<double>(p) : max_forward<float>(p);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { max_forward<T>(p); });
 }
 void max_pool2d_backward(const Pool2dParams& p) {
   if (empty_problem(p)) return;
-  p.dtype == DType::f64 ? max_backward<double>(p) : max_backward<float>(p);
-}
-void avg_pool2d_forward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  p.dtype == DType::f64 ? avg_forward<double>(p) : avg_forward<float>(p);
-}
-void avg_pool2d_backward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  p.dtype == DType::f64 ? avg_backward<double>(p) : avg_backward<float>(p);
+  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { max_backward<T>(p); });
 }
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS
