@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 from ..jsonout import OldJsonSpelling
 from . import all as all_cmd
-from . import attention, files, gemm, model, ops
+from . import attention, conv, files, gemm, lstm, model, pool
 
 
 class BenchGroup(OldJsonSpelling, TyperGroup):
@@ -20,7 +20,7 @@ app = typer.Typer(cls=BenchGroup, help="Time bigmodel's kernels against PyTorch'
                   no_args_is_help=True)
 
 COMMANDS = [
-    ("pool", ops.pool), ("gemm", gemm.gemm), ("conv", ops.conv), ("lstm", ops.lstm),
+    ("pool", pool.pool), ("gemm", gemm.gemm), ("conv", conv.conv), ("lstm", lstm.lstm),
     ("attention", attention.attention), ("model", model.model_cmd), ("all", all_cmd.run_all),
     ("plot", files.plot_cmd), ("compare", files.compare),
 ]

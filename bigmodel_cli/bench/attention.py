@@ -9,7 +9,7 @@ import typer
 
 from ..app_common import console, import_bigmodel, parse_dtype, parse_shape, set_threads
 from . import common as C
-from .ops import _config
+from .common import config
 from .tables import impls_table
 
 
@@ -20,11 +20,9 @@ def attention(
     pass_: Optional[str] = typer.Option(None, "--pass", help="fwd, fwd+bwd or both (default: the suite's)."),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also time the naive softmax(QK^T)V."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure each one's peak memory growth."),
-    dtype: str = C.DTYPE, device: str = C.DEVICE, threads: Optional[int] = C.THREADS,
-    warmup: Optional[int] = C.WARMUP, repeats: Optional[int] = C.REPEATS,
-    max_seconds: Optional[float] = C.MAX_SECONDS,
-    as_json: bool = C.JSON_FLAG, json_file=C.JSON_FILE,
-    markdown_out: Optional[str] = C.MARKDOWN_OUT, csv_out: Optional[str] = C.CSV_OUT,
+    dtype: str = C.DTYPE, device: str = C.DEVICE, threads: Optional[int] = C.THREADS, warmup: Optional[int] = C.WARMUP,
+    repeats: Optional[int] = C.REPEATS, max_seconds: Optional[float] = C.MAX_SECONDS, as_json: bool = C.JSON_FLAG,
+    json_file=C.JSON_FILE, markdown_out: Optional[str] = C.MARKDOWN_OUT, csv_out: Optional[str] = C.CSV_OUT,
 ) -> None:
     """Fused attention against torch's SDPA (flash) and a naive softmax(QK^T)V, forward and
     forward+backward, causal and not, with each one's peak memory growth."""
@@ -37,7 +35,7 @@ def attention(
     dt = parse_dtype(dtype, device)
     set_threads(threads)
     fam = C.suite_family("attention")
-    configs = [_config(A.AttnConfig, "--shape", **dict(zip("BHLE", parse_shape(s, 4, "--shape")))) for s in shape] \
+    configs = [config(A.AttnConfig, "--shape", **dict(zip("BHLE", parse_shape(s, 4, "--shape")))) for s in shape] \
         if shape else None
     cases = fam.make(configs=configs, causal=causal_flags, passes=passes, naive=naive, dtype=dt, device=device,
                      memory=memory)

@@ -128,3 +128,45 @@ def exit_on_failures(failed: list[str]) -> None:
             err_console.print(f"[red]{line}[/]", highlight=False)
         err_console.print(f"[red]{len(failed)} case(s) failed validation or errored[/]")
         raise typer.Exit(1)
+
+
+def config(cls, option: str, **values):
+    """A family config from command-line values: its own checks, reported against `option`."""
+    from bigmodel.errors import ConfigError
+
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        field = str(exc).split(":", 1)[0]
+        hints = {"groups": "--groups", "kernel": "--kernel-size", "padding": "--padding", "stride": "--stride",
+                 "out_channels": "--out-channels"}
+        raise typer.BadParameter(str(exc), param_hint=hints.get(field, option))
+
+
+def bench(family: str, cases, t, out: Output, meta: dict, title: str, units, extra=(), notes=()):
+    results = run(cases, t, out.as_json)
+    meta = {"suite": family, **t, "command": f"bigmodel bench {family}", "units": list(units), **meta}
+
+    def render(env):
+        from .tables import results_table
+
+        console.print(results_table(results, title, units, extra))
+        for line in notes:
+            console.print(f"[dim]{line}[/]")
+    emit(results, out, meta, render)
+
+
+def peak_line(threads: int, refresh: bool = False):
+    """The machine's measured fp32 peak (bigmodel.bench.peak, cached) and a line that says so."""
+    from bigmodel.bench.peak import fp32_peak
+
+    info = fp32_peak(threads, refresh=refresh)
+    return info["machine"], (f"fp32 peak {info['machine']:.0f} GFLOP/s ({info['machine_isa']}, {info['threads']} "
+                             f"threads): our FMA-throughput loop, per-thread CPU time, cached in {info['cache']}")
+
+
+def pct_of(peak, which: str):
+    def cell(r):
+        v = r.throughput("GFLOP", which)
+        return "-" if v is None or not peak else f"{100 * v / peak:.0f}%"
+    return cell

@@ -8,7 +8,7 @@ import typer
 
 from ..app_common import import_bigmodel, parse_dtype, parse_shape, set_threads
 from . import common as C
-from .ops import _bench, _peak, pct_of
+from .common import bench, pct_of, peak_line
 
 
 def gemm(
@@ -42,12 +42,12 @@ def gemm(
     dt = parse_dtype(dtype, "cpu")
     set_threads(threads)
     peak = fp32_peak(torch.get_num_threads(), refresh=refresh_peak)
-    _, line = _peak(torch.get_num_threads())
+    _, line = peak_line(torch.get_num_threads())
     notes = [line]
     if peak["active_isa"] != peak["machine_isa"]:
         notes.append(f"active path {peak['active_isa']}: its own FMA peak is {peak['active']:.0f} GFLOP/s")
     cases = fam.make(groups=groups, shapes=shapes if shapes else ([] if groups else None), dtype=dt)
     extra = [("% of torch", lambda r: "-" if r.speedup is None else f"{100 * r.speedup:.0f}%"),
              ("% of peak", pct_of(peak["machine"], "ours")), ("torch % of peak", pct_of(peak["machine"], "torch"))]
-    _bench("gemm", cases, C.timing(fam, warmup, repeats, max_seconds), C.Output(as_json, json_file, csv_out,
+    bench("gemm", cases, C.timing(fam, warmup, repeats, max_seconds), C.Output(as_json, json_file, csv_out,
            markdown_out), {"peak_gflops": peak}, "GEMM: bigmodel vs torch.mm", ["GFLOP"], extra, notes)
