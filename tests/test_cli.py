@@ -137,3 +137,17 @@ def test_every_json_command_has_the_same_two_options(cmd):
         command = command.commands[name]
     opts = {o: p for p in command.params for o in p.opts}
     assert opts["--json"].is_flag and not opts["--json-file"].is_flag, cmd
+
+
+def test_train_and_eval_json_stdout_and_json_file(tmp_path):
+    out = tmp_path / "train.json"
+    r = runner.invoke(app, ["train", "mlp", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--out",
+                            str(tmp_path), "--name", "run", "--json", "--json-file", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads(out.read_text())  # stdout: the document alone
+    ev = tmp_path / "eval.json"
+    r = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json-file", str(ev)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(ev.read_text())["accuracy"] >= 0 and "accuracy" in r.stdout
+    r = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["model"] == "mlp"
