@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .app_common import console, err_console, import_bigmodel
+from .app_common import console, import_bigmodel
+from .jsonout import JSON_FILE, JSON_FLAG, emit_json
 
 app = typer.Typer(
     name="bigmodel",
@@ -37,7 +38,8 @@ def _root(
 
 @app.command()
 def info(
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = JSON_FLAG,
+    json_file: Optional[Path] = JSON_FILE,
     env: bool = typer.Option(False, "--env", help="A plain-text environment report to paste into a bug report."),
 ) -> None:
     """What was built (ISA paths, CUDA) and what runs here (CPU, threads, ops and their backends)."""
@@ -56,8 +58,8 @@ def info(
     data["torch_threads"] = torch.get_num_threads()
     data["cpu_model"] = cpu_model()
     data["cuda_available"] = torch.cuda.is_available()
+    emit_json(data, as_json, json_file)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
 
     from rich.table import Table
@@ -92,7 +94,7 @@ def info(
 
 
 def _register_subcommands() -> None:
-    from . import bench, bench_attention, bench_model, bench_suite, bench_train, data, evaluate, train  # noqa: F401 - bench_* add `bench` commands
+    from . import bench, data, evaluate, train
 
     app.add_typer(bench.app, name="bench")
     app.command("train", context_settings={"help_option_names": ["--help", "-h"]})(train.train)

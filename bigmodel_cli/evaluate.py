@@ -3,16 +3,15 @@ matrix (or perplexity for a language model) of a trained model."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .app_common import console, err_console, import_bigmodel, write_atomic
+from .app_common import console, err_console, import_bigmodel
+from .jsonout import JSON_FILE, JSON_FLAG, emit_json
 
-MAX_MATRIX_CLASSES = 30  # wider confusion matrices go to --json / --results-file only
+MAX_MATRIX_CLASSES = 30  # wider confusion matrices go to --json / --json-file only
 
 
 def evaluate(
@@ -23,8 +22,10 @@ def evaluate(
     batch_size: int = typer.Option(256, "--batch-size", help="Batch size."),
     backend: str = typer.Option("bigmodel", "--backend", help="bigmodel or torch; checkpoints from either load in both."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
-    results_file: Optional[Path] = typer.Option(None, "--results-file", help="Also write the results as JSON here."),
+    as_json: bool = JSON_FLAG,
+    json_file: Optional[Path] = JSON_FILE,
+    results_file: Optional[Path] = typer.Option(None, "--results-file", hidden=True,
+                                                help="Deprecated spelling of --json-file."),
 ) -> None:
     """Evaluate a checkpoint from `bigmodel train`."""
     import_bigmodel()
@@ -39,13 +40,14 @@ def evaluate(
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if results_file is not None:
-        write_atomic(results_file, json.dumps(res, indent=2) + "\n")
+        err_console.print("[yellow]--results-file is deprecated and goes in the next release: use --json-file[/]")
+        json_file = json_file or results_file
+    emit_json(res, as_json, json_file)
     if as_json:
-        sys.stdout.write(json.dumps(res, indent=2) + "\n")
         return
     render(res)
-    if results_file is not None:
-        console.print(f"results written to {results_file}")
+    if json_file is not None:
+        console.print(f"results written to {json_file}")
 
 
 def render(res: dict) -> None:
@@ -76,7 +78,7 @@ def render(res: dict) -> None:
     console.print(pc)
     classes, cm = res["classes"], res["confusion_matrix"]
     if len(classes) > MAX_MATRIX_CLASSES:
-        console.print(f"[dim]confusion matrix ({len(classes)} classes) not shown; see --json or --results-file[/]")
+        console.print(f"[dim]confusion matrix ({len(classes)} classes) not shown; see --json or --json-file[/]")
         return
     m = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
     m.add_column("true \\ pred", justify="right", style="bold")

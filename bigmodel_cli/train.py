@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional
@@ -12,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from .app_common import console, err_console, import_bigmodel
+from .jsonout import JSON_FILE, JSON_FLAG, emit_json
 
 MODEL_HELP = "cnn, lstm, transformer, transformer-lm or mlp (default cnn, or the checkpoint's when resuming)."
 
@@ -72,7 +71,8 @@ def train(
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="DataLoader worker processes (default 0)."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (logs go to stderr)."),
+    as_json: bool = JSON_FLAG,
+    json_file: Optional[Path] = JSON_FILE,
     list_models: bool = typer.Option(False, "--list-models", callback=_list_models, is_eager=True,
                                      help="List the models and their hyper-parameters, then exit."),
 ) -> None:
@@ -100,7 +100,7 @@ def train(
         _fail(exc, 2, rank, world)
 
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
-        _launch(cfg, as_json)
+        _launch(cfg, as_json, json_file)
         return
 
     from bigmodel.engine import train as run_training
@@ -123,10 +123,8 @@ def train(
             reporter.close()
     if rank != 0:
         return
-    summary = result.summary()
-    if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-    else:
+    emit_json(result.summary(), as_json, json_file)
+    if not as_json:
         if result.records:
             console.print(epoch_table(result.records, f"{cfg.model} on {cfg.data}, backend {cfg.backend}"))
         best = result.best
@@ -139,7 +137,7 @@ def train(
         raise typer.Exit(130)
 
 
-def _launch(cfg, as_json: bool) -> None:
+def _launch(cfg, as_json: bool, json_file: Optional[Path] = None) -> None:
     """Start cfg.nproc workers with torchrun's launcher, each running this command on the resolved config."""
     import yaml
 
@@ -152,6 +150,7 @@ def _launch(cfg, as_json: bool) -> None:
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     args = ["train", cfg.model, "--config", path] + (["--json"] if as_json else [])
+    args += ["--json-file", str(json_file)] if json_file is not None else []
     (err_console if as_json else console).print(
         f"launching {cfg.nproc} processes with torch.distributed.run (gloo on CPU, NCCL on GPU)", highlight=False)
     try:

@@ -95,7 +95,7 @@ def suite_run(tmp_path_factory):
     results_md.write_text("# Results\n\nHand-written prose.\n\n<!-- bench:begin pool -->\nold table\n"
                           "<!-- bench:end pool -->\n\nMore prose after.\n")
     r = runner.invoke(app, ["bench", "all", "--suite", str(suite), "--quick", "--threads", "1",
-                            "--json", str(d / "all.json"), "--csv", str(d / "all.csv"),
+                            "--json-file", str(d / "all.json"), "--csv", str(d / "all.csv"),
                             "--plot", str(d / "scaling.png"), "--results", str(results_md)])
     return d, r
 
@@ -209,12 +209,13 @@ def test_failed_case_in_suite_is_reported_not_timed(tmp_path, monkeypatch):
     def broken(*args, **kw):
         c = real(*args, **kw)
         c.check = lambda: "forced mismatch for the test"
-        c.ours = c.torch = lambda: pytest.fail("a failed case was timed")
+        c.impls = {"bigmodel": lambda: pytest.fail("a failed case was timed"),
+                   "torch": lambda: pytest.fail("a failed case was timed")}
         return c
     monkeypatch.setattr(pool, "_make_case", broken)
     out = tmp_path / "r.json"
     r = runner.invoke(app, ["bench", "all", "--suite", str(_write(tmp_path, TINY_SUITE)), "--only", "pool",
-                            "--quick", "--json", str(out)])
+                            "--quick", "--json-file", str(out)])
     assert r.exit_code == 1
     assert "forced mismatch for the test" in r.output and "FAILED" in r.output
     (res,) = json.loads(out.read_text())["results"]

@@ -1,5 +1,8 @@
 """Comparing two benchmark runs (`bigmodel bench compare OLD.json NEW.json`).
 
+Both the files written before the one result type (bigmodel-bench/1 with "ours"/"torch" sides
+only) and today's (which add "impls") are read: every result keeps its "ours" and "torch" sides.
+
 A case regresses when its median time grew by more than the noise threshold
 
     threshold = max(min_change * old_median, old_IQR + new_IQR)
@@ -34,7 +37,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise BenchFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or data.get("schema") != "bigmodel-bench/1" or not isinstance(data.get("results"), list):
         raise BenchFileError(f"{path}: not a bigmodel benchmark file (expected schema 'bigmodel-bench/1', "
-                             f"as written by `bigmodel bench ... --json FILE`)")
+                             f"as written by `bigmodel bench ... --json-file FILE`)")
     return data
 
 
@@ -65,6 +68,7 @@ class Comparison:
     only_old: list[str]
     only_new: list[str]
     skipped: list[str]  # present in both but not timed in one of them (failed / error)
+    differs: list[str]  # present in both with different params or work: not the same measurement
 
     @property
     def regressions(self) -> list[Change]:
@@ -79,6 +83,12 @@ def _key(r: dict[str, Any]) -> str:
     return f"{r.get('suite', '?')}: {r['name']}"
 
 
+def _what(r: dict[str, Any]) -> tuple:
+    # files written before one result type carried the suite name in attention's params too
+    params = {k: v for k, v in r.get("params", {}).items() if k != "suite"}
+    return params, r.get("work", {})
+
+
 def compare(old: dict[str, Any], new: dict[str, Any], side: str = "ours", min_change: float = 0.02) -> Comparison:
     """Compare the `side` ('ours' or 'torch') timings of every case the two runs share."""
     if side not in ("ours", "torch"):
@@ -88,6 +98,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], side: str = "ours", min_ch
     old_by = {_key(r): r for r in old["results"]}
     new_by = {_key(r): r for r in new["results"]}
     changes, skipped = [], []
+    differs = sorted(k for k in old_by.keys() & new_by.keys() if _what(old_by[k]) != _what(new_by[k]))
     for key in old_by.keys() & new_by.keys():
         a, b = old_by[key].get(side), new_by[key].get(side)
         if not a or not b or old_by[key].get("status") != "ok" or new_by[key].get("status") != "ok":
@@ -97,4 +108,4 @@ def compare(old: dict[str, Any], new: dict[str, Any], side: str = "ours", min_ch
         changes.append(Change(key, a["median_ms"], b["median_ms"], threshold))
     changes.sort(key=lambda c: (c.verdict != "regression", -c.ratio))  # regressions first, worst first
     return Comparison(changes, sorted(old_by.keys() - new_by.keys()), sorted(new_by.keys() - old_by.keys()),
-                      sorted(skipped))
+                      sorted(skipped), differs)

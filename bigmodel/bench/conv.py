@@ -18,7 +18,13 @@ import torch.nn.functional as F
 import bigmodel
 from bigmodel import reference
 
-from .harness import Case
+from ..errors import ConfigError
+
+from .configs import integer, positive_ints
+from .harness import OURS, Case, dtype_name, lazy
+
+LAYOUTS = ("nchw", "channels_last")
+PASSES = ("fwd", "fwd+bwd")
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,17 @@ class ConvConfig:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", positive_ints(self.shape, "shape", 4))
+        for name, low in (("out_channels", 1), ("kernel", 1), ("stride", 1), ("padding", 0), ("groups", 1)):
+            integer(getattr(self, name), name, low)
+        if self.shape[1] % self.groups or self.out_channels % self.groups:
+            raise ConfigError(f"groups: {self.groups} must divide the input ({self.shape[1]}) and output "
+                              f"({self.out_channels}) channels")
+        if min(self.shape[2], self.shape[3]) + 2 * self.padding < self.kernel:
+            raise ConfigError(f"kernel: {self.kernel} is larger than the padded input {self.shape[2:]} + "
+                              f"{self.padding}")
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
@@ -47,17 +64,6 @@ class ConvConfig:
         return 2.0 * n * self.out_channels * oh * ow * (c // self.groups) * self.kernel * self.kernel
 
 
-# The shapes of the convolution issue (PERF.md): a small and a mid 3x3 layer, the 7x7 stride-2
-# stem on RGB input, a 1x1 bottleneck and a depthwise 3x3.
-STANDARD = [
-    ConvConfig((64, 32, 28, 28), 64, 3, 1, 1),
-    ConvConfig((32, 64, 56, 56), 64, 3, 1, 1),
-    ConvConfig((16, 3, 224, 224), 64, 7, 2, 3),
-    ConvConfig((32, 256, 14, 14), 256, 1, 1, 0),
-    ConvConfig((32, 128, 56, 56), 128, 3, 1, 1, groups=128),
-]
-
-
 def _label(cfg: ConvConfig, layout: str, pass_: str) -> str:
     shape = "x".join(map(str, cfg.shape))
     kind = "dw" if cfg.groups > 1 and cfg.groups == cfg.shape[1] else (f"g{cfg.groups}" if cfg.groups > 1 else "")
@@ -65,13 +71,13 @@ def _label(cfg: ConvConfig, layout: str, pass_: str) -> str:
     return f"{shape}->{cfg.out_channels} k{cfg.kernel}s{cfg.stride}p{cfg.padding}{kind} {lay} {pass_}"
 
 
-def cases(configs=None, layouts=("nchw", "channels_last"), passes=("fwd", "fwd+bwd"),
-          dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0) -> Iterator[Case]:
+def cases(configs, layouts=LAYOUTS, passes=PASSES, dtype: torch.dtype = torch.float32, device: str = "cpu",
+          seed: int = 0, suite: str = "conv") -> Iterator[Case]:
     """One case per (config, layout, pass). Inputs are made lazily, one case at a time."""
-    for cfg in configs or STANDARD:
+    for cfg in configs:
         for layout in layouts:
             for pass_ in passes:
-                yield _make_case(cfg, layout, pass_, dtype, device, seed)
+                yield _make_case(cfg, layout, pass_, dtype, device, seed, suite)
 
 
 def _agree(ours: torch.Tensor, theirs: torch.Tensor, ref: torch.Tensor, what: str, dtype: torch.dtype) -> str | None:
@@ -88,22 +94,21 @@ def _agree(ours: torch.Tensor, theirs: torch.Tensor, ref: torch.Tensor, what: st
     return None
 
 
-def _make_case(cfg: ConvConfig, layout: str, pass_: str, dtype, device, seed) -> Case:
-    state: dict = {}
+def _make_case(cfg: ConvConfig, layout: str, pass_: str, dtype, device, seed, suite) -> Case:
     kwargs = dict(stride=cfg.stride, padding=cfg.padding, groups=cfg.groups)
 
-    def inputs():
-        if not state:
-            g = torch.Generator().manual_seed(seed)
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-            x = torch.randn(cfg.shape, generator=g).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
-            w = (torch.randn(cfg.weight_shape, generator=g) / (cfg.weight_shape[1] * cfg.kernel ** 2) ** 0.5)
-            w = w.to(device=device, dtype=dtype)
-            b = torch.randn(cfg.out_channels, generator=g).to(device=device, dtype=dtype)
-            gy = torch.randn((cfg.shape[0], cfg.out_channels, *cfg.out_hw), generator=g).to(device=device, dtype=dtype)
-            state.update(x=x, w=w, b=b, gy=gy.contiguous(memory_format=fmt),
-                         leaves=[t.detach().clone().requires_grad_(True) for t in (x, w, b)])
-        return state
+    def make():
+        g = torch.Generator().manual_seed(seed)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        x = torch.randn(cfg.shape, generator=g).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+        w = (torch.randn(cfg.weight_shape, generator=g) / (cfg.weight_shape[1] * cfg.kernel ** 2) ** 0.5)
+        w = w.to(device=device, dtype=dtype)
+        b = torch.randn(cfg.out_channels, generator=g).to(device=device, dtype=dtype)
+        gy = torch.randn((cfg.shape[0], cfg.out_channels, *cfg.out_hw), generator=g).to(device=device, dtype=dtype)
+        return dict(x=x, w=w, b=b, gy=gy.contiguous(memory_format=fmt),
+                    leaves=[t.detach().clone().requires_grad_(True) for t in (x, w, b)])
+
+    inputs = lazy(make)
 
     def run(fn):
         s = inputs()
@@ -127,13 +132,12 @@ def _make_case(cfg: ConvConfig, layout: str, pass_: str, dtype, device, seed) ->
         return None
 
     return Case(
-        suite="conv",
+        suite=suite,
         name=_label(cfg, layout, pass_),
         params={"op": "conv2d", "shape": list(cfg.shape), "out_channels": cfg.out_channels, "kernel_size": cfg.kernel,
                 "stride": cfg.stride, "padding": cfg.padding, "groups": cfg.groups, "layout": layout, "pass": pass_,
-                "dtype": str(dtype).replace("torch.", "")},
-        ours=lambda: run(bigmodel.ops.conv2d),
-        torch=lambda: run(F.conv2d),
+                "dtype": dtype_name(dtype)},
+        impls={OURS: lambda: run(bigmodel.ops.conv2d), "torch": lambda: run(F.conv2d)},
         check=check,
         work={"GFLOP": cfg.flops() / 1e9 * (1 if pass_ == "fwd" else 3)},
         device=device,

@@ -3,14 +3,14 @@
 Shapes: square 256-4096, and the skinny products the other ops produce, with the operand
 layouts those ops will use (a transposed weight is a transposed view, read in place):
 
-  lstm       B=64, T=128, I=256, H=512 (PERF.md's LSTM): input projection (B*T, I) x W_ih^T,
+  lstm       B=64, T=128, I=256, H=512 (the suite's first LSTM shape): input projection (B*T, I) x W_ih^T,
              one step h (B, H) x W_hh^T (plain, and with W_hh pre-packed once as the LSTM will),
              the merged weight gradient gates^T (4H, B*T) x h (B*T, H), and dh = gates x W_hh
   attention  head dim 64, q block 64 or 128 rows, kv block 512: S = Q K^T (K pre-packed too)
              and O = P V
-  conv       im2col panels W (OC, C*k*k) x cols (C*k*k, OH*OW) of PERF.md's convolutions
+  conv       im2col panels W (OC, C*k*k) x cols (C*k*k, OH*OW) of three of the suite's convolutions
 
-Every case is validated against a float64 reference (||C - ref|| / ||ref|| < 1e-5 in float32)
+benchmarks/suite.toml picks the groups (and any custom [M, N, K] products). Every case is validated against a float64 reference (||C - ref|| / ||ref|| < 1e-5 in float32)
 before it is timed.
 """
 
@@ -24,7 +24,8 @@ import torch
 import bigmodel
 from bigmodel import reference
 
-from .harness import Case
+from .configs import positive_ints
+from .harness import OURS, Case, dtype_name, lazy
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,12 @@ def configs(groups=("square", "lstm", "attention", "conv")) -> list[GemmConfig]:
 
 
 def custom(m: int, n: int, k: int) -> GemmConfig:
+    m, n, k = positive_ints([m, n, k], "shape", 3)
     return GemmConfig("custom", f"{m}x{k} · {k}x{n}", m, n, k)
+
+
+def square(n: int, group: str = "square") -> GemmConfig:
+    return GemmConfig(group, f"square {n}", n, n, n)
 
 
 def _operand(rows: int, cols: int, layout: str, dtype, gen) -> torch.Tensor:
@@ -86,8 +92,8 @@ def _operand(rows: int, cols: int, layout: str, dtype, gen) -> torch.Tensor:
     return torch.randn(rows, cols, generator=gen).to(dtype)
 
 
-def cases(cfgs=None, dtype: torch.dtype = torch.float32, seed: int = 0) -> Iterator[Case]:
-    for cfg in cfgs or configs():
+def cases(cfgs, dtype: torch.dtype = torch.float32, seed: int = 0) -> Iterator[Case]:
+    for cfg in cfgs:
         yield _make_case(cfg, dtype, seed)
 
 
@@ -100,15 +106,13 @@ def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def _make_case(cfg: GemmConfig, dtype, seed) -> Case:
-    state: dict = {}
+    def make():
+        gen = torch.Generator().manual_seed(seed)
+        a = _operand(cfg.m, cfg.k, cfg.a_layout, dtype, gen)
+        b = _operand(cfg.k, cfg.n, cfg.b_layout, dtype, gen)
+        return dict(a=a, b=b, packed=bigmodel.ops.gemm_pack(b, "b") if cfg.prepack_b else None)
 
-    def inputs():
-        if not state:
-            gen = torch.Generator().manual_seed(seed)
-            a = _operand(cfg.m, cfg.k, cfg.a_layout, dtype, gen)
-            b = _operand(cfg.k, cfg.n, cfg.b_layout, dtype, gen)
-            state.update(a=a, b=b, packed=bigmodel.ops.gemm_pack(b, "b") if cfg.prepack_b else None)
-        return state
+    inputs = lazy(make)
 
     def ours():
         s = inputs()
@@ -130,9 +134,8 @@ def _make_case(cfg: GemmConfig, dtype, seed) -> Case:
         suite="gemm",
         name=cfg.label,
         params={"group": cfg.group, "M": cfg.m, "N": cfg.n, "K": cfg.k, "a_layout": cfg.a_layout,
-                "b_layout": cfg.b_layout, "prepack_b": cfg.prepack_b, "dtype": str(dtype).replace("torch.", "")},
-        ours=ours,
-        torch=theirs,
+                "b_layout": cfg.b_layout, "prepack_b": cfg.prepack_b, "dtype": dtype_name(dtype)},
+        impls={OURS: ours, "torch": theirs},
         check=check,
         work={"GFLOP": 2.0 * cfg.m * cfg.n * cfg.k / 1e9},
     )

@@ -1,4 +1,6 @@
-"""Timing and validation of benchmark cases."""
+"""The one benchmark model: a Case (named implementations, a baseline, a check against the
+float64 reference, work, optional memory), the one place that times them (`measure`: alternating
+rounds, median and IQR), and the one Result type every family returns."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
+
+OURS = "bigmodel"  # the implementation every speedup is relative to
 
 
 @dataclass
@@ -91,65 +95,65 @@ def measure(
 
 @dataclass
 class Case:
-    """One benchmark case: bigmodel's implementation against torch's on the same inputs.
+    """One benchmark case: named implementations of the same computation on the same inputs.
 
-    `check` runs both once and returns None when they agree, else a message; a case that fails
-    its check is reported as failed and never timed. `work` maps a unit ("GB", "GFLOP") to the
-    amount one call moves or computes, for throughput columns.
-    """
+    `impls` maps a name to a zero-argument call; OURS ("bigmodel") is one of them and `baseline`
+    names the one its speedup is quoted against. `check` returns None when OURS agrees with the
+    float64 reference, else a message: a case that fails its check is reported as failed and
+    never timed. `work` maps a unit ("GB", "GFLOP", "samples") to what one call moves or does.
+    With `memory`, each implementation's peak memory growth over one call is measured too.
+    `skipped` names implementations left out on purpose, and why."""
 
     suite: str
     name: str
     params: dict[str, Any]
-    ours: Callable[[], Any]
-    torch: Callable[[], Any]
+    impls: dict[str, Callable[[], Any]]
     check: Callable[[], str | None]
     work: dict[str, float] = field(default_factory=dict)
+    baseline: str = "torch"
     device: str = "cpu"
+    memory: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
-class CaseResult:
+class Result:
     suite: str
     name: str
     params: dict[str, Any]
     status: str  # "ok" | "failed" | "error"
     message: str = ""
-    ours: Timing | None = None
-    torch: Timing | None = None
+    timings: dict[str, Timing] = field(default_factory=dict)
     work: dict[str, float] = field(default_factory=dict)
+    baseline: str = "torch"
+    peak_mib: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # family-specific data (a model's breakdown)
+
+    @property
+    def ours(self) -> Timing | None:
+        return self.timings.get(OURS)
+
+    @property
+    def torch(self) -> Timing | None:
+        return self.timings.get(self.baseline)
+
+    def speedup_over(self, impl: str) -> float | None:
+        """How many times faster OURS is than `impl` (its median / ours)."""
+        if OURS not in self.timings or impl not in self.timings:
+            return None
+        return self.timings[impl].median_ms / self.timings[OURS].median_ms
 
     @property
     def speedup(self) -> float | None:
-        if self.ours is None or self.torch is None:
-            return None
-        return self.torch.median_ms / self.ours.median_ms
+        return self.speedup_over(self.baseline)
 
-    def throughput(self, unit: str, which: str = "ours") -> float | None:
-        t = getattr(self, which)
+    def throughput(self, unit: str, impl: str = OURS) -> float | None:
+        """`unit` per second of `impl` ('ours' and 'torch' name OURS and the baseline)."""
+        t = {"ours": self.ours, "torch": self.torch}.get(impl, self.timings.get(impl))
         if t is None or unit not in self.work:
             return None
         return self.work[unit] / (t.median_ms / 1e3)
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "suite": self.suite,
-            "name": self.name,
-            "params": self.params,
-            "status": self.status,
-            "message": self.message,
-            "work": self.work,
-        }
-        for which in ("ours", "torch"):
-            t = getattr(self, which)
-            d[which] = None if t is None else {
-                "median_ms": t.median_ms,
-                "iqr_ms": t.iqr_ms,
-                "times_ms": t.times_ms,
-                **{f"{u}_per_s": self.throughput(u, which) for u in self.work},
-            }
-        d["speedup"] = self.speedup
-        return d
 
 
 def run_cases(
@@ -157,22 +161,29 @@ def run_cases(
     warmup: int = 3,
     repeats: int = 20,
     max_seconds: float | None = None,
-    on_result: Callable[[CaseResult], None] | None = None,
-) -> list[CaseResult]:
-    """Validate, then time, each case. Errors in one case are reported, not raised."""
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Validate, then time (and with `memory` measure) each case. Errors in one case are
+    reported in its result, never raised."""
+    from .memory import peak_memory_growth_mib
+
     results = []
     for case in cases:
+        res = Result(case.suite, case.name, case.params, "ok", work=case.work, baseline=case.baseline,
+                     skipped=dict(case.skipped))
         try:
             problem = case.check()
             if problem is not None:
-                res = CaseResult(case.suite, case.name, case.params, "failed", problem, work=case.work)
+                res.status, res.message = "failed", problem
             else:
-                timings = measure({"ours": case.ours, "torch": case.torch}, case.device, warmup, repeats, max_seconds)
-                res = CaseResult(case.suite, case.name, case.params, "ok", ours=timings["ours"],
-                                 torch=timings["torch"], work=case.work)
+                res.timings = measure(case.impls, case.device, warmup, repeats, max_seconds)
+                if case.memory:
+                    for name, fn in case.impls.items():
+                        mib = peak_memory_growth_mib(fn, case.device)
+                        if mib is not None:
+                            res.peak_mib[name] = mib
         except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
-            res = CaseResult(case.suite, case.name, case.params, "error", f"{type(exc).__name__}: {exc}",
-                             work=case.work)
+            res.status, res.message, res.timings = "error", f"{type(exc).__name__}: {exc}", {}
         results.append(res)
         if on_result is not None:
             on_result(res)
@@ -194,3 +205,18 @@ def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float
                 f"(first at flat index {i}: {a.flatten()[i].item():.6g} vs {e.flatten()[i].item():.6g}; "
                 f"max abs error {worst:.3g})")
     return None
+
+
+def lazy(make: Callable[[], dict]) -> Callable[[], dict]:
+    """A cached `make()`: a case's inputs are built on first use, so listing cases is cheap."""
+    state: dict = {}
+
+    def get() -> dict:
+        if not state:
+            state.update(make())
+        return state
+    return get
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")

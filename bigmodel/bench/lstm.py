@@ -11,7 +11,8 @@ import torch
 import bigmodel
 from bigmodel import reference
 
-from .harness import Case, close
+from .configs import integer
+from .harness import OURS, Case, close, dtype_name, lazy
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,13 @@ class LstmConfig:
     input_size: int
     hidden_size: int
 
+    def __post_init__(self):
+        for name in ("batch", "steps", "input_size", "hidden_size"):
+            integer(getattr(self, name), name)
 
-# The issue's two shapes: a mid-size sequence model, and sequential MNIST (28 rows of 28 pixels).
-STANDARD = [LstmConfig(64, 128, 256, 512), LstmConfig(128, 28, 28, 128)]
 
 BASELINES = ("lstm", "cell-loop")
+PASSES = ("inference", "fwd+bwd")
 
 
 def flops(cfg: LstmConfig, pass_: str) -> float:
@@ -40,35 +43,31 @@ def _label(cfg: LstmConfig, pass_: str, baseline: str) -> str:
     return f"B{cfg.batch} T{cfg.steps} I{cfg.input_size} H{cfg.hidden_size} {pass_} vs {vs}"
 
 
-def cases(configs=None, passes=("inference", "fwd+bwd"), baselines=BASELINES, dtype: torch.dtype = torch.float32,
+def cases(configs, passes=PASSES, baselines=BASELINES, dtype: torch.dtype = torch.float32,
           device: str = "cpu", seed: int = 0) -> Iterator[Case]:
     """One case per (config, pass, baseline). Modules and inputs are made lazily, per case."""
-    for cfg in configs or STANDARD:
+    for cfg in configs:
         for pass_ in passes:
             for baseline in baselines:
                 yield _make_case(cfg, pass_, baseline, dtype, device, seed)
 
 
 def _make_case(cfg: LstmConfig, pass_: str, baseline: str, dtype, device, seed) -> Case:
-    state: dict = {}
+    def make():
+        torch.manual_seed(seed)
+        ref = torch.nn.LSTM(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
+        ours = bigmodel.nn.LSTM(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
+        ours.load_state_dict(ref.state_dict())
+        cell = torch.nn.LSTMCell(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(ref, f"{name}_l0"))
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(cfg.steps, cfg.batch, cfg.input_size, generator=g).to(device=device, dtype=dtype)
+        gy = torch.randn(cfg.steps, cfg.batch, cfg.hidden_size, generator=g).to(device=device, dtype=dtype)
+        return dict(ref=ref, ours=ours, cell=cell, x=x, xg=x.clone().requires_grad_(True), gy=gy)
 
-    def setup():
-        if not state:
-            torch.manual_seed(seed)
-            ref = torch.nn.LSTM(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
-            ours = bigmodel.nn.LSTM(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
-            ours.load_state_dict(ref.state_dict())
-            cell = torch.nn.LSTMCell(cfg.input_size, cfg.hidden_size).to(device=device, dtype=dtype)
-            with torch.no_grad():
-                cell.weight_ih.copy_(ref.weight_ih_l0)
-                cell.weight_hh.copy_(ref.weight_hh_l0)
-                cell.bias_ih.copy_(ref.bias_ih_l0)
-                cell.bias_hh.copy_(ref.bias_hh_l0)
-            g = torch.Generator().manual_seed(seed)
-            x = torch.randn(cfg.steps, cfg.batch, cfg.input_size, generator=g).to(device=device, dtype=dtype)
-            gy = torch.randn(cfg.steps, cfg.batch, cfg.hidden_size, generator=g).to(device=device, dtype=dtype)
-            state.update(ref=ref, ours=ours, cell=cell, x=x, xg=x.clone().requires_grad_(True), gy=gy)
-        return state
+    setup = lazy(make)
 
     def cell_loop(m, x):
         h = c = torch.zeros(cfg.batch, cfg.hidden_size, dtype=x.dtype, device=x.device)
@@ -108,9 +107,8 @@ def _make_case(cfg: LstmConfig, pass_: str, baseline: str, dtype, device, seed) 
         name=_label(cfg, pass_, baseline),
         params={"batch": cfg.batch, "steps": cfg.steps, "input_size": cfg.input_size,
                 "hidden_size": cfg.hidden_size, "pass": pass_, "baseline": baseline,
-                "dtype": str(dtype).replace("torch.", "")},
-        ours=lambda: run("ours"),
-        torch=lambda: run("ref" if baseline == "lstm" else "cell"),
+                "dtype": dtype_name(dtype)},
+        impls={OURS: lambda: run("ours"), "torch": lambda: run("ref" if baseline == "lstm" else "cell")},
         check=check,
         work={"GFLOP": flops(cfg, pass_) / 1e9},
         device=device,

@@ -1,9 +1,9 @@
-"""Pooling benchmark cases: bigmodel.ops.{max,avg}_pool2d against torch.nn.functional."""
+"""Pooling cases: bigmodel.ops.{max,avg}_pool2d against torch.nn.functional."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,12 @@ import torch.nn.functional as F
 import bigmodel
 from bigmodel import reference
 
-from .harness import Case, close
+from .configs import integer, positive_ints
+from .harness import OURS, Case, close, dtype_name, lazy
+
+OPS = ("max", "avg")
+LAYOUTS = ("nchw", "channels_last")
+PASSES = ("fwd", "fwd+bwd")
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,11 @@ class PoolConfig:
     stride: int
     padding: int
 
-
-# The shapes the foundation issue records: a ResNet-style stem pool and a VGG-style 2x2 pool.
-STANDARD = [
-    PoolConfig((64, 64, 56, 56), 2, 2, 0),
-    PoolConfig((32, 64, 112, 112), 3, 2, 1),
-]
+    def __post_init__(self):
+        object.__setattr__(self, "shape", positive_ints(self.shape, "shape", 4))
+        integer(self.kernel, "kernel")
+        integer(self.stride, "stride")
+        integer(self.padding, "padding", 0)
 
 
 def _label(cfg: PoolConfig, op: str, layout: str, pass_: str) -> str:
@@ -35,35 +39,34 @@ def _label(cfg: PoolConfig, op: str, layout: str, pass_: str) -> str:
     return f"{op} {shape} k{cfg.kernel}s{cfg.stride}p{cfg.padding} {lay} {pass_}"
 
 
-def cases(configs=None, ops=("max", "avg"), layouts=("nchw", "channels_last"), passes=("fwd", "fwd+bwd"),
+def cases(configs: Sequence[PoolConfig], ops=OPS, layouts=LAYOUTS, passes=PASSES,
           dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0) -> Iterator[Case]:
     """One case per (config, op, layout, pass). Inputs are made lazily, one case at a time."""
-    for cfg in configs or STANDARD:
+    for cfg in configs:
         for op in ops:
-            ours_fn = bigmodel.ops.max_pool2d if op == "max" else bigmodel.ops.avg_pool2d
-            torch_fn = F.max_pool2d if op == "max" else F.avg_pool2d
-            ref_fn = reference.max_pool2d if op == "max" else reference.avg_pool2d
             for layout in layouts:
                 for pass_ in passes:
-                    yield _make_case(cfg, op, layout, pass_, ours_fn, torch_fn, ref_fn, dtype, device, seed)
+                    yield _make_case(cfg, op, layout, pass_, dtype, device, seed)
 
 
-def _make_case(cfg, op, layout, pass_, ours_fn, torch_fn, ref_fn, dtype, device, seed) -> Case:
-    state: dict = {}
+def _make_case(cfg, op, layout, pass_, dtype, device, seed) -> Case:
+    ours_fn = bigmodel.ops.max_pool2d if op == "max" else bigmodel.ops.avg_pool2d
+    torch_fn = F.max_pool2d if op == "max" else F.avg_pool2d
+    ref_fn = reference.max_pool2d if op == "max" else reference.avg_pool2d
     args = (cfg.kernel, cfg.stride, cfg.padding)
 
-    def inputs():
-        if not state:
-            g = torch.Generator().manual_seed(seed)
-            x = torch.randn(cfg.shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
-            if layout == "channels_last":
-                x = x.contiguous(memory_format=torch.channels_last)
-            out_shape = torch_fn(x[:1], *args).shape[1:]
-            gy = torch.randn((cfg.shape[0], *out_shape), generator=g).to(device=device, dtype=dtype)
-            if layout == "channels_last":
-                gy = gy.contiguous(memory_format=torch.channels_last)
-            state.update(x=x, xg=x.detach().clone().requires_grad_(True), gy=gy)
-        return state
+    def make():
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(cfg.shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        out_shape = torch_fn(x[:1], *args).shape[1:]
+        gy = torch.randn((cfg.shape[0], *out_shape), generator=g).to(device=device, dtype=dtype)
+        if layout == "channels_last":
+            gy = gy.contiguous(memory_format=torch.channels_last)
+        return dict(x=x, xg=x.detach().clone().requires_grad_(True), gy=gy)
+
+    inputs = lazy(make)
 
     def run(fn):
         s = inputs()
@@ -82,9 +85,7 @@ def _make_case(cfg, op, layout, pass_, ours_fn, torch_fn, ref_fn, dtype, device,
         return close(run(ours_fn), expected, **tol)
 
     esize = torch.finfo(dtype).bits // 8
-    n_in = 1
-    for d in cfg.shape:
-        n_in *= d
+    n_in = cfg.shape[0] * cfg.shape[1] * cfg.shape[2] * cfg.shape[3]
     oh = (cfg.shape[2] + 2 * cfg.padding - cfg.kernel) // cfg.stride + 1
     ow = (cfg.shape[3] + 2 * cfg.padding - cfg.kernel) // cfg.stride + 1
     n_out = cfg.shape[0] * cfg.shape[1] * oh * ow
@@ -95,9 +96,8 @@ def _make_case(cfg, op, layout, pass_, ours_fn, torch_fn, ref_fn, dtype, device,
         suite="pool",
         name=_label(cfg, op, layout, pass_),
         params={"op": f"{op}_pool2d", "shape": list(cfg.shape), "kernel_size": cfg.kernel, "stride": cfg.stride,
-                "padding": cfg.padding, "layout": layout, "pass": pass_, "dtype": str(dtype).replace("torch.", "")},
-        ours=lambda: run(ours_fn),
-        torch=lambda: run(torch_fn),
+                "padding": cfg.padding, "layout": layout, "pass": pass_, "dtype": dtype_name(dtype)},
+        impls={OURS: lambda: run(ours_fn), "torch": lambda: run(torch_fn)},
         check=check,
         work={"GB": gb},
         device=device,

@@ -1,4 +1,5 @@
-"""Environment header and rendering of benchmark results (Rich table, JSON)."""
+"""The environment a figure depends on, and the one serializer of results: JSON (to and from),
+CSV and Markdown. Rendering for the terminal (Rich tables) is the CLI's job."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import os
 import platform
 import subprocess
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
-from .harness import CaseResult
+from .harness import OURS, Result, Timing
+
+SCHEMA = "bigmodel-bench/1"
 
 
 def cpu_model() -> str:
@@ -56,88 +59,127 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _fmt_ms(t) -> str:
-    if t is None:
-        return "-"
-    return f"{t.median_ms:.3f} ± {t.iqr_ms:.3f}"
+def fmt_ms(t) -> str:
+    return "-" if t is None else f"{t.median_ms:.3f} ± {t.iqr_ms:.3f}"
 
 
-def _fmt_rate(v: float | None) -> str:
+def fmt_rate(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v:,.1f}" if v < 10_000 else f"{v:,.0f}"
 
 
-def render_table(results: Sequence[CaseResult], title: str, units: Iterable[str] = (),
-                 extra: Sequence[tuple[str, Callable[[CaseResult], str]]] = ()):
-    """A Rich table: one row per case with median ± IQR for both sides, throughput, speedup, and
-    any `extra` (header, cell-function) columns a suite adds (e.g. % of peak)."""
-    from rich.table import Table
-
-    units = list(units)
-    table = Table(title=title, title_justify="left")
-    table.add_column("case", no_wrap=True)
-    table.add_column("bigmodel ms", justify="right")
-    table.add_column("torch ms", justify="right")
-    for u in units:
-        table.add_column(f"bigmodel {u}/s", justify="right")
-        table.add_column(f"torch {u}/s", justify="right")
-    table.add_column("speedup", justify="right")
-    for header, _ in extra:
-        table.add_column(header, justify="right")
-    for r in results:
-        if r.status != "ok":
-            table.add_row(r.name, f"[red]{r.status.upper()}[/]", "-", *(["-"] * (2 * len(units))), "-",
-                          *(["-"] * len(extra)))
-            continue
-        sp = r.speedup
-        sp_txt = f"[green]{sp:.2f}x[/]" if sp >= 1 else f"[yellow]{sp:.2f}x[/]"
-        rates = []
-        for u in units:
-            rates += [_fmt_rate(r.throughput(u, "ours")), _fmt_rate(r.throughput(u, "torch"))]
-        table.add_row(r.name, _fmt_ms(r.ours), _fmt_ms(r.torch), *rates, sp_txt, *(fn(r) for _, fn in extra))
-    return table
+def failure_lines(results: Sequence[Result]) -> list[str]:
+    return [f"{r.suite}: {r.name}: {r.status}: {r.message}" for r in results if r.status != "ok"]
 
 
-def failure_lines(results: Sequence[CaseResult]) -> list[str]:
-    return [f"{r.name}: {r.status}: {r.message}" for r in results if r.status != "ok"]
+# ---- the one serializer: JSON (both ways), CSV, Markdown -------------------------------------
 
 
-def results_to_json(results: Sequence[CaseResult], env: dict[str, Any] | None = None,
+def _timing_dict(r: Result, impl: str) -> dict[str, Any]:
+    t = r.timings[impl]
+    return {"median_ms": t.median_ms, "iqr_ms": t.iqr_ms, "times_ms": t.times_ms,
+            **{f"{u}_per_s": r.throughput(u, impl) for u in r.work},
+            **({"peak_rss_growth_mib": r.peak_mib[impl]} if impl in r.peak_mib else {})}
+
+
+def result_to_dict(r: Result) -> dict[str, Any]:
+    """One result: every implementation under "impls"; "ours"/"torch"/"speedup" (bigmodel and
+    the baseline) keep the layout of bigmodel-bench/1 files, which `bench compare` reads."""
+    d: dict[str, Any] = {"suite": r.suite, "name": r.name, "params": r.params, "status": r.status,
+                         "message": r.message, "work": r.work, "baseline": r.baseline,
+                         "impls": {k: _timing_dict(r, k) for k in r.timings}}
+    d["ours"] = d["impls"].get(OURS)
+    d["torch"] = d["impls"].get(r.baseline)
+    d["speedup"] = r.speedup
+    d["speedups"] = {k: r.speedup_over(k) for k in r.timings if k != OURS}
+    if r.skipped:
+        d["skipped"] = r.skipped
+    d.update(r.extra)
+    return d
+
+
+def result_from_dict(d: dict[str, Any]) -> Result:
+    """The inverse of result_to_dict; also reads the results of files written before "impls"
+    existed (their "ours"/"torch" sides)."""
+    baseline = d.get("baseline", "torch")
+    impls = d.get("impls") or {k: v for k, v in ((OURS, d.get("ours")), (baseline, d.get("torch"))) if v}
+    known = {"suite", "name", "params", "status", "message", "work", "baseline", "impls", "ours", "torch",
+             "speedup", "speedups", "skipped", "flops", "speedup_vs_torch", "speedup_vs_naive"}
+    return Result(d.get("suite", "?"), d["name"], d.get("params", {}), d.get("status", "ok"), d.get("message", ""),
+                  {k: Timing(list(v["times_ms"])) for k, v in impls.items()}, dict(d.get("work", {})), baseline,
+                  {k: v["peak_rss_growth_mib"] for k, v in impls.items() if v.get("peak_rss_growth_mib") is not None},
+                  dict(d.get("skipped", {})), {k: v for k, v in d.items() if k not in known})
+
+
+def results_to_json(results: Sequence[Result], env: dict[str, Any] | None = None,
                     meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "schema": "bigmodel-bench/1",
-        "environment": env if env is not None else environment(),
-        "meta": meta or {},
-        "results": [r.to_dict() for r in results],
-    }
+    from .attention import causal_speedups
+
+    doc = {"schema": SCHEMA, "environment": env if env is not None else environment(), "meta": meta or {},
+           "results": [result_to_dict(r) for r in results]}
+    breakdowns = [r.extra["breakdown"] for r in results if "breakdown" in r.extra]
+    if breakdowns:
+        doc["breakdown"] = breakdowns
+    causal = causal_speedups(results)
+    if causal:
+        doc["causal_speedup"] = [{"case": k, "noncausal_over_causal": v} for k, v in causal]
+    return doc
 
 
-def results_to_markdown(results: Sequence[CaseResult], env: dict[str, Any], command: str,
-                        units: Iterable[str] = ()) -> str:
-    """A Markdown table of results, headed by the command and the environment that produced it."""
+def results_from_json(doc: dict[str, Any]) -> list[Result]:
+    return [result_from_dict(d) for d in doc["results"]]
+
+
+def markdown_table(results: Sequence[Result], units: Iterable[str] = ()) -> str:
     units = list(units)
-    lines = [
-        f"Command: `{command}`  ",
-        f"Machine: {env['cpu']}, {env['cores']} cores, {env['threads']} threads, ISA path {env['isa']}; "
-        f"torch {env['torch']}, bigmodel {env['bigmodel']}"
-        + (f" ({env['git_commit']})" if env.get("git_commit") else "") + f"; {env['date']}",
-        "",
-        "| case | bigmodel ms | torch ms | " + "".join(f"bigmodel {u}/s | torch {u}/s | " for u in units)
-        + "speedup |",
-        "|---|---:|---:|" + "---:|---:|" * len(units) + "---:|",
-    ]
+    lines = ["| case | bigmodel ms | torch ms | " + "".join(f"bigmodel {u}/s | torch {u}/s | " for u in units)
+             + "speedup |", "|---|---:|---:|" + "---:|---:|" * len(units) + "---:|"]
     for r in results:
         if r.status != "ok":
-            lines.append(f"| {r.name} | {r.status.upper()}: {r.message} | | " + "| | " * len(units) + "|")
+            msg = r.message.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {r.name} | {r.status.upper()}: {msg} | | " + "| | " * len(units) + "|")
             continue
-        rates = "".join(f"{_fmt_rate(r.throughput(u, 'ours'))} | {_fmt_rate(r.throughput(u, 'torch'))} | "
+        rates = "".join(f"{fmt_rate(r.throughput(u, 'ours'))} | {fmt_rate(r.throughput(u, 'torch'))} | "
                         for u in units)
-        lines.append(f"| {r.name} | {_fmt_ms(r.ours)} | {_fmt_ms(r.torch)} | {rates}{r.speedup:.2f}x |")
+        lines.append(f"| {r.name} | {fmt_ms(r.ours)} | {fmt_ms(r.torch)} | {rates}{r.speedup:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    for r in results:
+        if "breakdown" in r.extra:
+            text += "\n" + breakdown_markdown(r.extra["breakdown"])
+    return text
+
+
+def breakdown_markdown(bd: dict[str, Any]) -> str:
+    """A model breakdown (profile.Breakdown.to_dict()) as a Markdown table."""
+    lines = [f"{bd['model']} {bd['pass']} (self CPU ms per step, torch.profiler, {bd['profiled_steps']} steps):", "",
+             "| family | bigmodel ms | share | torch ms | share | bigmodel/torch |", "|---|---:|---:|---:|---:|---:|"]
+
+    def share(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for r in bd["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"| {r['family']} | {r['bigmodel_ms']:.3f} | {share(r['bigmodel_share'])} | {r['torch_ms']:.3f} | "
+                     f"{share(r['torch_share'])} | {ratio} |")
+    for fam, note in bd["notes"].items():
+        lines.append(f"\nNote ({fam}): {note}")
     return "\n".join(lines) + "\n"
 
 
-def results_to_csv(results: Sequence[CaseResult], env: dict[str, Any]) -> str:
+def environment_line(env: dict[str, Any]) -> str:
+    return (f"Machine: {env.get('cpu')}, {env.get('cores')} cores, {env.get('threads')} threads, ISA path "
+            f"{env.get('isa')}; torch {env.get('torch')}, bigmodel {env.get('bigmodel')}"
+            + (f" ({env['git_commit']})" if env.get("git_commit") else "") + f"; {env.get('date')}")
+
+
+def results_to_markdown(results: Sequence[Result], env: dict[str, Any], command: str,
+                        units: Iterable[str] = ()) -> str:
+    """A Markdown table of results, headed by the command and the environment that produced it."""
+    return f"Command: `{command}`  \n{environment_line(env)}\n\n" + markdown_table(results, units)
+
+
+def results_to_csv(results: Sequence[Result], env: dict[str, Any]) -> str:
     """CSV with one row per case; the environment comes first as '# key: value' comment lines."""
     import csv
     import io

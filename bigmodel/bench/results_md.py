@@ -62,23 +62,8 @@ def environment_block(env: dict[str, Any], command: str) -> str:
             + (f" (commit {env['git_commit']})" if env.get("git_commit") else "") + f"; {env.get('date')}\n")
 
 
-def family_block(name: str, results: Sequence, units: Sequence[str], breakdowns: Sequence = ()) -> str:
+def family_block(results: Sequence, units: Sequence[str]) -> str:
     """A Markdown table of one family's results (and, for models, their breakdowns)."""
-    from .report import _fmt_ms, _fmt_rate
+    from .report import markdown_table
 
-    lines = ["| case | bigmodel ms | torch ms | " + "".join(f"bigmodel {u}/s | torch {u}/s | " for u in units)
-             + "speedup |", "|---|---:|---:|" + "---:|---:|" * len(units) + "---:|"]
-    for r in results:
-        if r.status != "ok":
-            msg = r.message.replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r.name} | {r.status.upper()}: {msg} | | " + "| | " * len(units) + "|")
-            continue
-        rates = "".join(f"{_fmt_rate(r.throughput(u, 'ours'))} | {_fmt_rate(r.throughput(u, 'torch'))} | "
-                        for u in units)
-        lines.append(f"| {r.name} | {_fmt_ms(r.ours)} | {_fmt_ms(r.torch)} | {rates}{r.speedup:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    if breakdowns:
-        from .model import breakdown_markdown
-
-        text += "".join("\n" + breakdown_markdown(bd) for bd in breakdowns)
-    return text
+    return markdown_table(results, units)
