@@ -31,20 +31,14 @@ from . import ops, reference  # noqa: E402
 from . import nn  # noqa: E402
 
 
-# Ops with a CPU kernel only, by design: the GEMM core is the CPU engine the CPU layers share (the
-# CUDA layers tile their own products), and the dropout-mask helper serves tests and need_weights.
-CPU_ONLY_OPS = frozenset({"gemm", "gemm_", "gemm_batch_reduce", "gemm_pack", "gemm_prepacked", "_gemm_epilogue",
-                          "attention_dropout_mask"})
-
-
 def build_info() -> dict:
     """What was built: version, torch, ISA paths, CUDA archs, and each op's backends ("cpu",
-    "cuda", or "composite" for an op written in terms of other bigmodel ops)."""
+    "cuda", or "composite" for an op written in terms of other bigmodel ops) and whether it is
+    CPU-only by design ("cpu_only")."""
     return _C.build_info()
 
 
 __all__ = [
-    "CPU_ONLY_OPS",
     "__version__",
     "active_isa",
     "available_isas",

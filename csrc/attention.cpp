@@ -2,7 +2,6 @@
 // and scaled_dot_product_attention itself, a composite of the forward op (autograd flows through
 // the forward op's registered formula).
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/randint.h>
 #include <torch/library.h>
 
@@ -12,7 +11,6 @@
 #include <vector>
 
 #include "attention_binding.h"
-#include "common.h"
 
 namespace bigmodel::binding {
 namespace {
@@ -63,9 +61,23 @@ at::Tensor as_4d(const at::Tensor& t, const Shape& batch, int64_t rows, int64_t 
   return x;
 }
 
+// A (B, H, rows, cols) view as the kernels read it: data and the strides of its first three
+// dimensions (the last is contiguous).
+void set_operand(const at::Tensor& t, const void*& data, int64_t& sb, int64_t& sh, int64_t& sl) {
+  data = t.const_data_ptr();
+  sb = t.stride(0);
+  sh = t.stride(1);
+  sl = t.stride(2);
+}
+
 Prepared prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  const std::optional<at::Tensor>& attn_mask, double dropout_p, bool is_causal,
                  std::optional<double> scale, bool enable_gqa, const std::optional<at::Tensor>& dropout_seed) {
+  // The CUDA kernels take float32, float16 and bfloat16; check_float_dtype below also admits
+  // float64, which only the CPU kernels run.
+  TORCH_CHECK_TYPE(!q.is_cuda() || q.scalar_type() != at::kDouble, op,
+                   ": query must be float32, float16 or bfloat16 on CUDA (float64 runs on the CPU only), got ",
+                   q.scalar_type());
   const char* names[] = {"query", "key", "value"};
   const at::Tensor* ts[] = {&q, &k, &v};
   for (int i = 0; i < 3; ++i) {
@@ -127,18 +139,9 @@ Prepared prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const
   p.S = S;
   p.E = E;
   p.Ev = Ev;
-  p.query = r.q.const_data_ptr();
-  p.q_sb = r.q.stride(0);
-  p.q_sh = r.q.stride(1);
-  p.q_sl = r.q.stride(2);
-  p.key = r.k.const_data_ptr();
-  p.k_sb = r.k.stride(0);
-  p.k_sh = r.k.stride(1);
-  p.k_sl = r.k.stride(2);
-  p.value = r.v.const_data_ptr();
-  p.v_sb = r.v.stride(0);
-  p.v_sh = r.v.stride(1);
-  p.v_sl = r.v.stride(2);
+  set_operand(r.q, p.query, p.q_sb, p.q_sh, p.q_sl);
+  set_operand(r.k, p.key, p.k_sb, p.k_sh, p.k_sl);
+  set_operand(r.v, p.value, p.v_sb, p.v_sh, p.v_sl);
 
   if (attn_mask.has_value() && attn_mask->defined()) {
     const at::Tensor& m = *attn_mask;
@@ -166,10 +169,7 @@ Prepared prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const
     }
     r.mask = as_4d(mm, r.batch, L, S);
     p.mask_kind = m.scalar_type() == at::kBool ? AttentionMask::boolean : AttentionMask::additive;
-    p.mask = r.mask.const_data_ptr();
-    p.m_sb = r.mask.stride(0);
-    p.m_sh = r.mask.stride(1);
-    p.m_sl = r.mask.stride(2);
+    set_operand(r.mask, p.mask, p.m_sb, p.m_sh, p.m_sl);
   }
 
   TORCH_CHECK_VALUE(dropout_p >= 0.0 && dropout_p <= 1.0, op, ": dropout_p must be in [0, 1], got ", dropout_p);
@@ -202,12 +202,11 @@ at::ScalarType lse_dtype(const at::Tensor& q) { return q.scalar_type() == at::kD
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& query, const at::Tensor& key,
-                                                     const at::Tensor& value,
+std::tuple<at::Tensor, at::Tensor> attention_forward(const AttentionKernel& kernel, const at::Tensor& query,
+                                                     const at::Tensor& key, const at::Tensor& value,
                                                      const std::optional<at::Tensor>& attn_mask, double dropout_p,
                                                      bool is_causal, std::optional<double> scale, bool enable_gqa,
-                                                     const std::optional<at::Tensor>& dropout_seed,
-                                                     const AttentionKernel& kernel) {
+                                                     const std::optional<at::Tensor>& dropout_seed) {
   const char* op = "scaled_dot_product_attention";
   Prepared r = prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_seed);
   const AttentionParams& p = r.p;
@@ -222,10 +221,10 @@ std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& query, co
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_backward(
-    const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
-    const at::Tensor& output, const at::Tensor& logsumexp, const std::optional<at::Tensor>& attn_mask,
-    double dropout_p, bool is_causal, std::optional<double> scale, bool enable_gqa,
-    const std::optional<at::Tensor>& dropout_seed, bool needs_workspace, const AttentionKernel& kernel) {
+    const AttentionKernel& kernel, const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
+    const at::Tensor& value, const at::Tensor& output, const at::Tensor& logsumexp,
+    const std::optional<at::Tensor>& attn_mask, double dropout_p, bool is_causal, std::optional<double> scale,
+    bool enable_gqa, const std::optional<at::Tensor>& dropout_seed) {
   const char* op = "scaled_dot_product_attention_backward";
   Prepared r = prepare(op, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, dropout_seed);
   AttentionParams& p = r.p;
@@ -250,22 +249,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_backward(
   at::Tensor gq = empty_activation(with_tail(r.batch, {p.L, p.E}), query.options());
   at::Tensor gk = empty_activation(with_tail(r.kv_batch, {p.S, p.E}), query.options());
   at::Tensor gv = empty_activation(with_tail(r.kv_batch, {p.S, p.Ev}), query.options());
-  at::Tensor workspace;
-  if (needs_workspace) workspace = at::empty({std::max<int64_t>(lse.numel(), 1)}, query.options().dtype(at::kFloat));
   if (gq.numel() + gk.numel() + gv.numel() > 0) {
-    p.grad_output = go.const_data_ptr();
-    p.go_sb = go.stride(0);
-    p.go_sh = go.stride(1);
-    p.go_sl = go.stride(2);
+    set_operand(go, p.grad_output, p.go_sb, p.go_sh, p.go_sl);
     p.output = const_cast<void*>(out.const_data_ptr());
     p.logsumexp = const_cast<void*>(lse.const_data_ptr());
     p.grad_query = gq.mutable_data_ptr();
     p.grad_key = gk.mutable_data_ptr();
     p.grad_value = gv.mutable_data_ptr();
-    if (needs_workspace) p.workspace = workspace.mutable_data_ptr();
     run_kernel([&] { kernel(p); });
   }
   return {gq, gk, gv};
+}
+
+at::Tensor attention_dropout_mask(const DropoutMaskKernel& kernel, const at::Tensor& seed, int64_t batch_heads,
+                                  int64_t L, int64_t S, double p) {
+  const char* op = "attention_dropout_mask";
+  TORCH_CHECK_VALUE(seed.numel() == 1 && seed.scalar_type() == at::kLong, op,
+                    ": dropout_seed must be a one-element int64 tensor, got ", seed.scalar_type(), " of shape ",
+                    seed.sizes());
+  TORCH_CHECK_VALUE(batch_heads >= 0 && L >= 0 && S >= 0, op, ": sizes must be non-negative, got batch_heads=",
+                    batch_heads, ", L=", L, ", S=", S);
+  TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, op, ": dropout_p must be in [0, 1], got ", p);
+  at::Tensor out = at::empty({batch_heads, L, S}, at::TensorOptions(at::kBool));
+  run_kernel([&] {
+    kernel(static_cast<uint64_t>(seed.item<int64_t>()), batch_heads, L, S, p,
+           reinterpret_cast<uint8_t*>(out.mutable_data_ptr()));
+  });
+  return out;
 }
 
 }  // namespace bigmodel::binding
@@ -291,41 +301,15 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& query, const at::Tenso
   return std::get<0>(forward.call(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, seed));
 }
 
-at::Tensor dropout_mask_cpu(const at::Tensor& seed, int64_t batch_heads, int64_t L, int64_t S, double p) {
-  const char* op = "attention_dropout_mask";
-  TORCH_CHECK_VALUE(seed.numel() == 1 && seed.scalar_type() == at::kLong, op,
-                    ": dropout_seed must be a one-element int64 tensor, got ", seed.scalar_type(), " of shape ",
-                    seed.sizes());
-  TORCH_CHECK_VALUE(batch_heads >= 0 && L >= 0 && S >= 0, op, ": sizes must be non-negative, got batch_heads=",
-                    batch_heads, ", L=", L, ", S=", S);
-  TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, op, ": dropout_p must be in [0, 1], got ", p);
-  at::Tensor out = at::empty({batch_heads, L, S}, at::TensorOptions(at::kBool));
-  cpu::attention_dropout_mask(static_cast<uint64_t>(seed.item<int64_t>()), batch_heads, L, S, p,
-                              reinterpret_cast<uint8_t*>(out.mutable_data_ptr()));
-  return out;
-}
-
 TORCH_LIBRARY_IMPL(bigmodel, CompositeImplicitAutograd, m) {
   m.impl("scaled_dot_product_attention", &scaled_dot_product_attention);
 }
 
 TORCH_LIBRARY_IMPL(bigmodel, CPU, m) {
-  // The dropout mask helper takes only the (CPU) seed tensor, so it always runs here.
-  m.impl("attention_dropout_mask", &dropout_mask_cpu);
-  m.impl("scaled_dot_product_attention_forward",
-         [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask,
-            double dropout_p, bool is_causal, std::optional<double> scale, bool enable_gqa,
-            const std::optional<at::Tensor>& seed) {
-           return binding::attention_forward(q, k, v, mask, dropout_p, is_causal, scale, enable_gqa, seed,
-                                             cpu::attention_forward);
-         });
-  m.impl("scaled_dot_product_attention_backward",
-         [](const at::Tensor& go, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-            const at::Tensor& lse, const std::optional<at::Tensor>& mask, double dropout_p, bool is_causal,
-            std::optional<double> scale, bool enable_gqa, const std::optional<at::Tensor>& seed) {
-           return binding::attention_backward(go, q, k, v, out, lse, mask, dropout_p, is_causal, scale, enable_gqa,
-                                              seed, false, cpu::attention_backward);
-         });
+  m.impl("scaled_dot_product_attention_forward", binding::bind(&binding::attention_forward, cpu::attention_forward));
+  m.impl("scaled_dot_product_attention_backward", binding::bind(&binding::attention_backward, cpu::attention_backward));
+  // The seed is a CPU tensor, so the mask is made on the CPU; callers move it where they need it.
+  m.impl("attention_dropout_mask", binding::bind(&binding::attention_dropout_mask, cpu::attention_dropout_mask));
 }
 
 }  // namespace

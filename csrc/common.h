@@ -1,5 +1,6 @@
-// Helpers shared by the torch bindings: dtype mapping, argument checks with messages that name
-// the argument, and running a framework-free kernel with its exceptions turned into torch's.
+// Helpers shared by the torch bindings: the registration pattern (Kernel, bind; see
+// csrc/registration.cpp), dtype mapping, argument checks with messages that name the argument,
+// and running a framework-free kernel with its exceptions turned into torch's.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -11,12 +12,39 @@
 #include <sys/mman.h>
 #endif
 
+#include <functional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "bigmodel/common.h"
 
 namespace bigmodel::binding {
+
+// A backend's kernel entry point for one Params struct. The CPU passes its cpu:: function as is;
+// the CUDA backend wraps its cuda:: launcher (stream, workspace) with csrc/cuda/launch.h.
+template <typename Params>
+using Kernel = std::function<void(const Params&)>;
+
+// The guard a backend opens around every call, constructed from the op's arguments: none on the
+// CPU; on CUDA, the device of the first CUDA tensor (csrc/cuda/launch.h).
+struct NoDeviceGuard {
+  template <typename... Args>
+  explicit NoDeviceGuard(const Args&...) {}
+};
+
+// `op` with its leading kernel argument bound: a callable whose signature is the op's schema,
+// for m.impl. Every torch-facing op function takes its backend's kernel(s) first, then the
+// schema's arguments in order, and does all argument checking itself (once, for every backend).
+template <typename Guard = NoDeviceGuard, typename R, typename K, typename... Args>
+auto bind(R (*op)(const K&, Args...), std::type_identity_t<K> kernel) {
+  return [op, kernel = std::move(kernel)](Args... args) -> R {
+    const Guard guard(args...);
+    return op(kernel, std::forward<Args>(args)...);
+  };
+}
 
 inline DType to_dtype(at::ScalarType t) {
   switch (t) {
@@ -67,6 +95,21 @@ inline at::Tensor empty_activation(at::IntArrayRef sizes, const at::TensorOption
   }
 #endif
   return t;
+}
+
+// "(a, b)", for messages about (height, width) pairs.
+inline std::string pair_str(int64_t a, int64_t b) {
+  std::ostringstream os;
+  os << "(" << a << ", " << b << ")";
+  return os.str();
+}
+
+// A 2-D size argument (kernel_size, stride, padding, dilation) as (h, w); one element means both.
+inline void two_ints(const char* op, const char* arg, at::IntArrayRef v, int64_t& h, int64_t& w) {
+  TORCH_CHECK_VALUE(v.size() == 1 || v.size() == 2, op, ": ", arg, " must be an int or a pair of ints, got ",
+                    v.size(), " values");
+  h = v[0];
+  w = v.size() == 2 ? v[1] : v[0];
 }
 
 inline Layout layout_of(at::MemoryFormat fmt) {

@@ -1,30 +1,13 @@
 // Convolution ops: checks, layouts and allocation (shared with CUDA), plus the CPU registration.
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <limits>
-#include <sstream>
 #include <vector>
 
-#include "common.h"
 #include "conv_binding.h"
 
 namespace bigmodel::binding {
 namespace {
-
-std::string pair_str(int64_t a, int64_t b) {
-  std::ostringstream os;
-  os << "(" << a << ", " << b << ")";
-  return os.str();
-}
-
-void two_ints(const char* op, const char* arg, at::IntArrayRef v, int64_t& h, int64_t& w) {
-  TORCH_CHECK_VALUE(v.size() == 1 || v.size() == 2, op, ": ", arg, " must be an int or a pair of ints, got ",
-                    v.size(), " values");
-  h = v[0];
-  w = v.size() == 2 ? v[1] : v[0];
-}
 
 // Everything a convolution call needs after validation.
 struct Prepared {
@@ -131,9 +114,9 @@ at::Tensor prepare_grad(const char* op, const Prepared& r, const at::Tensor& inp
 
 }  // namespace
 
-at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                  const ConvKernel& kernel) {
+at::Tensor conv2d(const ConvKernel& kernel, const at::Tensor& input, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                  at::IntArrayRef dilation, int64_t groups) {
   const char* op = "conv2d";
   Prepared r = prepare(op, input, weight, stride, padding, dilation, groups);
   at::Tensor b;
@@ -155,9 +138,9 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
   return unbatch(r, out);
 }
 
-at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                 int64_t groups, const ConvKernel& kernel) {
+at::Tensor conv2d_backward_input(const ConvKernel& kernel, const at::Tensor& grad_output, const at::Tensor& input,
+                                 const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+                                 at::IntArrayRef dilation, int64_t groups) {
   const char* op = "conv2d_backward_input";
   Prepared r = prepare(op, input, weight, stride, padding, dilation, groups);
   at::Tensor g = prepare_grad(op, r, input, grad_output);
@@ -171,10 +154,10 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   return unbatch(r, gin);
 }
 
-std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                                                          const at::Tensor& weight, at::IntArrayRef stride,
-                                                          at::IntArrayRef padding, at::IntArrayRef dilation,
-                                                          int64_t groups, bool bias_grad, const ConvKernel& kernel) {
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const ConvKernel& kernel, const at::Tensor& grad_output,
+                                                          const at::Tensor& input, const at::Tensor& weight,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          at::IntArrayRef dilation, int64_t groups, bool bias_grad) {
   const char* op = "conv2d_backward_weight";
   Prepared r = prepare(op, input, weight, stride, padding, dilation, groups);
   at::Tensor g = prepare_grad(op, r, input, grad_output);
@@ -190,27 +173,9 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
 
 }  // namespace bigmodel::binding
 
-namespace {
-
-using namespace bigmodel;
-
 TORCH_LIBRARY_IMPL(bigmodel, CPU, m) {
-  m.impl("conv2d", [](const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-    return binding::conv2d(input, weight, bias, stride, padding, dilation, groups, cpu::conv2d_forward);
-  });
-  m.impl("conv2d_backward_input", [](const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                     int64_t groups) {
-    return binding::conv2d_backward_input(grad_output, input, weight, stride, padding, dilation, groups,
-                                          cpu::conv2d_backward_input);
-  });
-  m.impl("conv2d_backward_weight", [](const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
-                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                      int64_t groups, bool bias_grad) {
-    return binding::conv2d_backward_weight(grad_output, input, weight, stride, padding, dilation, groups, bias_grad,
-                                           cpu::conv2d_backward_weight);
-  });
+  using namespace bigmodel;
+  m.impl("conv2d", binding::bind(&binding::conv2d, cpu::conv2d_forward));
+  m.impl("conv2d_backward_input", binding::bind(&binding::conv2d_backward_input, cpu::conv2d_backward_input));
+  m.impl("conv2d_backward_weight", binding::bind(&binding::conv2d_backward_weight, cpu::conv2d_backward_weight));
 }
-
-}  // namespace

@@ -6,20 +6,17 @@
 //   gemm_batch_reduce(a, b, c=None, alpha, beta)   alpha * sum_t a[t] @ b[t] + beta * c
 //   gemm_pack(x, side)                             x packed as operand 'a' or 'b' (uint8 buffer)
 //   gemm_prepacked(a, b, c=None, alpha, beta)      as gemm; a and/or b may be gemm_pack buffers
-//   _gemm_epilogue(c, a, b, bias, ...)             tests: bias / relu / tile callback / single-thread entry
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
+//
+// CPU only, by design: the GEMM core is the engine the CPU kernels share (the CUDA kernels tile
+// their own products). The checks shared with the test-only epilogue op live in gemm_checks.h.
 #include <torch/library.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <limits>
+#include <functional>
 #include <optional>
-#include <tuple>
 #include <vector>
 
-#include "bigmodel/gemm.h"
-#include "common.h"
+#include "gemm_checks.h"
 
 namespace bigmodel::binding {
 namespace {
@@ -36,38 +33,6 @@ static_assert(sizeof(PackedHeader) <= kHeaderBytes);
 constexpr char kMagic[8] = {'B', 'M', 'G', 'E', 'M', 'M', 'P', '1'};
 
 bool is_packed(const at::Tensor& t) { return t.scalar_type() == at::kByte; }
-
-// Whether two elements of a 2-D tensor may share memory (an expanded or as_strided view). The
-// test is sufficient for safety: the inner (smaller-stride) dimension must fit inside one step
-// of the outer one.
-bool may_self_overlap(const at::Tensor& t) {
-  int64_t s0 = t.size(0) > 1 ? std::abs(t.stride(0)) : -1, s1 = t.size(1) > 1 ? std::abs(t.stride(1)) : -1;
-  if (s0 == 0 || s1 == 0) return true;
-  if (s0 < 0 || s1 < 0) return false;  // at most one dimension has more than one element
-  const int64_t inner = s0 < s1 ? s0 : s1, outer = s0 < s1 ? s1 : s0;
-  const int64_t inner_size = s0 < s1 ? t.size(0) : t.size(1);
-  return inner * inner_size > outer;
-}
-
-// Whether the memory spans of two tensors intersect (conservative: two interleaved views of one
-// buffer count as overlapping).
-bool spans_overlap(const at::Tensor& x, const at::Tensor& y) {
-  if (x.numel() == 0 || y.numel() == 0) return false;
-  auto span = [](const at::Tensor& t, uintptr_t& lo, uintptr_t& hi) {
-    int64_t first = 0, last = 0;
-    for (int64_t d = 0; d < t.dim(); ++d) {
-      const int64_t reach = (t.size(d) - 1) * t.stride(d);
-      (reach < 0 ? first : last) += reach;
-    }
-    const auto base = reinterpret_cast<uintptr_t>(t.const_data_ptr());
-    lo = base + first * t.element_size();
-    hi = base + (last + 1) * t.element_size();
-  };
-  uintptr_t xlo, xhi, ylo, yhi;
-  span(x, xlo, xhi);
-  span(y, ylo, yhi);
-  return xlo < yhi && ylo < xhi;
-}
 
 // The descriptor of a gemm_pack buffer, after checking that it is one and fits the active path.
 GemmPacked read_packed(const char* op, const char* arg, const at::Tensor& t, GemmSide side) {
@@ -97,23 +62,6 @@ GemmPacked read_packed(const char* op, const char* arg, const at::Tensor& t, Gem
 }
 
 at::ScalarType scalar_type_of(DType d) { return d == DType::f64 ? at::kDouble : at::kFloat; }
-
-void check_matrix(const char* op, const char* arg, const at::Tensor& t) {
-  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": ", arg, " must be a dense (strided) tensor");
-  TORCH_CHECK_VALUE(t.dim() == 2, op, ": ", arg, " must be a 2-D matrix, got a ", t.dim(), "-D tensor of shape ",
-                    t.sizes());
-  check_float_dtype(op, arg, t);
-  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", arg, " must be a CPU tensor, got one on ", t.device());
-}
-
-GemmOperand strided(const at::Tensor& t) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::strided;
-  o.data = t.const_data_ptr();
-  o.rs = t.stride(0);
-  o.cs = t.stride(1);
-  return o;
-}
 
 // Checks c against the result's shape (torch.addmm's broadcasting rule) and, where it will be
 // read (beta != 0), copies it into out; with beta == 0, c's values are ignored, NaN included.
@@ -148,8 +96,8 @@ GemmParams base_params(const at::Tensor& out, int64_t M, int64_t N, int64_t K, d
   return p;
 }
 
-at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& c, double alpha,
-                double beta) {
+at::Tensor gemm(const GemmKernel& kernel, const at::Tensor& a, const at::Tensor& b,
+                const std::optional<at::Tensor>& c, double alpha, double beta) {
   const char* op = "gemm";
   check_matrix(op, "a", a);
   check_matrix(op, "b", b);
@@ -161,38 +109,14 @@ at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, const std::optional<at
   GemmParams p = base_params(out, a.size(0), b.size(1), a.size(1), alpha, beta, c);
   p.a = strided(a);
   p.b = strided(b);
-  run_kernel([&] { cpu::gemm(p); });
+  run_kernel([&] { kernel(p); });
   return out;
 }
 
-void gemm_(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double alpha, double beta) {
-  const char* op = "gemm_";
-  check_matrix(op, "a", a);
-  check_matrix(op, "b", b);
-  check_matrix(op, "c", c);
-  check_same(op, "b", b, "a", a);
-  check_same(op, "c", c, "a", a);
-  TORCH_CHECK_VALUE(a.size(1) == b.size(0), op, ": a has shape ", a.sizes(), " and b has shape ", b.sizes(),
-                    "; b.size(0) must equal a.size(1)");
-  TORCH_CHECK_VALUE(c.size(0) == a.size(0) && c.size(1) == b.size(1), op, ": c has shape ", c.sizes(),
-                    " but a @ b has shape [", a.size(0), ", ", b.size(1), "]");
-  TORCH_CHECK_VALUE(!may_self_overlap(c), op,
-                    ": c has overlapping elements (e.g. an expanded tensor); it is written in place");
-  TORCH_CHECK_VALUE(!spans_overlap(c, a) && !spans_overlap(c, b), op, ": c must not share memory with a or b");
-  GemmParams p;
-  p.dtype = to_dtype(c.scalar_type());
-  p.M = a.size(0);
-  p.N = b.size(1);
-  p.K = a.size(1);
-  p.a = strided(a);
-  p.b = strided(b);
-  p.c = c.mutable_data_ptr();
-  p.rs_c = c.stride(0);
-  p.cs_c = c.stride(1);
-  p.alpha = alpha;
-  p.beta = beta;
-  p.num_threads = num_threads();
-  run_kernel([&] { cpu::gemm(p); });
+void gemm_(const GemmKernel& kernel, at::Tensor& c, const at::Tensor& a, const at::Tensor& b, double alpha,
+           double beta) {
+  const GemmParams p = inplace_params("gemm_", c, a, b, alpha, beta);
+  run_kernel([&] { kernel(p); });
 }
 
 // Operand t of a batch-reduce: a 3-D (T, rows, cols) float tensor read through per-item pointers,
@@ -232,8 +156,8 @@ void read_batch_operand(const char* op, const char* name, const at::Tensor& t, G
   out.op.cs = t.stride(2);
 }
 
-at::Tensor gemm_batch_reduce(const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& c,
-                             double alpha, double beta) {
+at::Tensor gemm_batch_reduce(const GemmKernel& kernel, const at::Tensor& a, const at::Tensor& b,
+                             const std::optional<at::Tensor>& c, double alpha, double beta) {
   const char* op = "gemm_batch_reduce";
   BatchOperand A, B;
   read_batch_operand(op, "a", a, GemmSide::a, A);
@@ -268,16 +192,17 @@ at::Tensor gemm_batch_reduce(const at::Tensor& a, const at::Tensor& b, const std
   if (B.is_packed) p.b.packed = &B.packed;
   if (!A.is_packed) p.a.items = A.items.data();
   if (!B.is_packed) p.b.items = B.items.data();
-  run_kernel([&] { cpu::gemm(p); });
+  run_kernel([&] { kernel(p); });
   return out;
 }
+
 
 GemmSide parse_side(const char* op, c10::string_view side) {
   TORCH_CHECK_VALUE(side == "a" || side == "b", op, ": side must be 'a' or 'b', got '", std::string(side), "'");
   return side == "a" ? GemmSide::a : GemmSide::b;
 }
 
-at::Tensor gemm_pack(const at::Tensor& x, c10::string_view side_name) {
+at::Tensor gemm_pack(const GemmPackKernel& kernel, const at::Tensor& x, c10::string_view side_name) {
   const char* op = "gemm_pack";
   const GemmSide side = parse_side(op, side_name);
   GemmPackParams pp;
@@ -297,7 +222,7 @@ at::Tensor gemm_pack(const at::Tensor& x, c10::string_view side_name) {
   const DType dtype = to_dtype(x.scalar_type());
   const int64_t k_total = k * pp.batch_count;
   int64_t bytes = 0;
-  run_kernel([&] { bytes = cpu::gemm_packed_bytes(dtype, side, outer, k_total); });
+  run_kernel([&] { bytes = kernel.bytes(dtype, side, outer, k_total); });
   at::Tensor buf = at::empty({kHeaderBytes + bytes}, x.options().dtype(at::kByte));
   pp.dtype = dtype;
   pp.side = side;
@@ -306,7 +231,7 @@ at::Tensor gemm_pack(const at::Tensor& x, c10::string_view side_name) {
   pp.dst = static_cast<uint8_t*>(buf.mutable_data_ptr()) + kHeaderBytes;
   pp.num_threads = num_threads();
   GemmPacked packed;
-  run_kernel([&] { packed = cpu::gemm_pack(pp); });
+  run_kernel([&] { packed = kernel.pack(pp); });
   PackedHeader h{};
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
   h.dtype = static_cast<int32_t>(packed.dtype);
@@ -321,161 +246,61 @@ at::Tensor gemm_pack(const at::Tensor& x, c10::string_view side_name) {
   return buf;
 }
 
-at::Tensor gemm_prepacked(const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& c,
-                          double alpha, double beta) {
-  const char* op = "gemm_prepacked";
-  GemmPacked pa, pb;
-  GemmOperand oa, ob;
-  int64_t M, N, Ka, Kb;
-  at::ScalarType ta, tb;
-  if (is_packed(a)) {
-    pa = read_packed(op, "a", a, GemmSide::a);
-    oa.kind = GemmOperandKind::packed;
-    oa.packed = &pa;
-    M = pa.outer;
-    Ka = pa.k_total;
-    ta = scalar_type_of(pa.dtype);
-  } else {
-    check_matrix(op, "a", a);
-    oa = strided(a);
-    M = a.size(0);
-    Ka = a.size(1);
-    ta = a.scalar_type();
-  }
-  if (is_packed(b)) {
-    pb = read_packed(op, "b", b, GemmSide::b);
-    ob.kind = GemmOperandKind::packed;
-    ob.packed = &pb;
-    N = pb.outer;
-    Kb = pb.k_total;
-    tb = scalar_type_of(pb.dtype);
-  } else {
-    check_matrix(op, "b", b);
-    ob = strided(b);
-    N = b.size(1);
-    Kb = b.size(0);
-    tb = b.scalar_type();
-  }
-  TORCH_CHECK_TYPE(ta == tb, op, ": a holds ", ta, " but b holds ", tb);
-  TORCH_CHECK_VALUE(a.device() == b.device() && a.device().is_cpu(), op, ": a and b must both be CPU tensors");
-  TORCH_CHECK_VALUE(Ka == Kb, op, ": a is ", M, " x ", Ka, " but b is ", Kb, " x ", N,
-                    "; the inner dimensions must match");
-  at::Tensor out = empty_activation({M, N}, a.options().dtype(ta));
-  init_output(op, out, c, beta);
-  GemmParams p = base_params(out, M, N, Ka, alpha, beta, c);
-  p.a = oa;
-  p.b = ob;
-  run_kernel([&] { cpu::gemm(p); });
-  return out;
-}
-
-// ---- _gemm_epilogue: the epilogue contract made observable from Python (tests) ---------------
-template <typename T>
-struct CoverageCtx {
-  int32_t* coverage;  // M x N, contiguous
-  T* seen;            // M x N, contiguous: the value each element had when its tile was reported
-  int64_t N;
+// One operand of gemm_prepacked: a gemm_pack buffer or a 2-D matrix, with its (outer, K) sizes
+// (outer is M for side a, N for side b) and element type.
+struct PrepackedOperand {
+  GemmPacked packed;
+  GemmOperand op;
+  int64_t outer = 0, k = 0;
+  at::ScalarType dtype = at::kFloat;
 };
 
-template <typename T>
-void record_tile(void* ctx, void* c, int64_t rs_c, int64_t cs_c, int64_t row0, int64_t col0, int64_t rows,
-                 int64_t cols) {
-  auto* k = static_cast<CoverageCtx<T>*>(ctx);
-  const T* tile = static_cast<const T*>(c);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) {
-      k->coverage[(row0 + i) * k->N + col0 + j] += 1;
-      k->seen[(row0 + i) * k->N + col0 + j] = tile[i * rs_c + j * cs_c];
-    }
+void read_prepacked_operand(const char* op, const char* name, const at::Tensor& t, GemmSide side,
+                            PrepackedOperand& out) {
+  if (is_packed(t)) {
+    out.packed = read_packed(op, name, t, side);
+    out.op.kind = GemmOperandKind::packed;
+    out.op.packed = &out.packed;
+    out.outer = out.packed.outer;
+    out.k = out.packed.k_total;
+    out.dtype = scalar_type_of(out.packed.dtype);
+  } else {
+    check_matrix(op, name, t);
+    out.op = strided(t);
+    out.outer = side == GemmSide::a ? t.size(0) : t.size(1);
+    out.k = side == GemmSide::a ? t.size(1) : t.size(0);
+    out.dtype = t.scalar_type();
+  }
 }
 
-std::tuple<at::Tensor, at::Tensor> gemm_epilogue(at::Tensor& c, const at::Tensor& a, const at::Tensor& b,
-                                                 const std::optional<at::Tensor>& bias, c10::string_view bias_kind,
-                                                 c10::string_view activation, double alpha, double beta,
-                                                 bool single_thread) {
-  const char* op = "_gemm_epilogue";
-  check_matrix(op, "a", a);
-  check_matrix(op, "b", b);
-  check_matrix(op, "c", c);
-  check_same(op, "b", b, "a", a);
-  check_same(op, "c", c, "a", a);
-  const int64_t M = a.size(0), N = b.size(1);
-  TORCH_CHECK_VALUE(a.size(1) == b.size(0) && c.size(0) == M && c.size(1) == N, op, ": shapes a ", a.sizes(), ", b ",
-                    b.sizes(), ", c ", c.sizes(), " do not fit c = a @ b");
-  TORCH_CHECK_VALUE(!may_self_overlap(c), op, ": c has overlapping elements");
-  TORCH_CHECK_VALUE(!spans_overlap(c, a) && !spans_overlap(c, b), op, ": c must not share memory with a or b");
-  GemmParams p;
-  p.dtype = to_dtype(c.scalar_type());
-  p.M = M;
-  p.N = N;
-  p.K = a.size(1);
-  p.a = strided(a);
-  p.b = strided(b);
-  p.c = c.mutable_data_ptr();
-  p.rs_c = c.stride(0);
-  p.cs_c = c.stride(1);
-  p.alpha = alpha;
-  p.beta = beta;
-  p.num_threads = num_threads();
-  at::Tensor bias_c;
-  if (bias_kind == "row" || bias_kind == "col") {
-    TORCH_CHECK_VALUE(bias.has_value(), op, ": bias_kind '", std::string(bias_kind), "' needs a bias");
-    check_same(op, "bias", *bias, "a", a);
-    const int64_t want = bias_kind == "row" ? M : N;
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == want, op, ": bias must have shape [", want, "], got ",
-                      bias->sizes());
-    bias_c = bias->contiguous();
-    p.epilogue.bias_kind = bias_kind == "row" ? GemmBias::per_row : GemmBias::per_col;
-    p.epilogue.bias = bias_c.const_data_ptr();
-  } else {
-    TORCH_CHECK_VALUE(bias_kind == "none", op, ": bias_kind must be 'none', 'row' or 'col'");
-  }
-  TORCH_CHECK_VALUE(activation == "none" || activation == "relu", op, ": activation must be 'none' or 'relu'");
-  p.epilogue.activation = activation == "relu" ? GemmActivation::relu : GemmActivation::none;
-  at::Tensor coverage = at::zeros({M, N}, a.options().dtype(at::kInt));
-  at::Tensor seen = at::zeros({M, N}, c.options().memory_format(at::MemoryFormat::Contiguous));
-  CoverageCtx<float> cf{coverage.mutable_data_ptr<int32_t>(), nullptr, N};
-  CoverageCtx<double> cd{coverage.mutable_data_ptr<int32_t>(), nullptr, N};
-  if (p.dtype == DType::f64) {
-    cd.seen = seen.mutable_data_ptr<double>();
-    p.epilogue.callback = &record_tile<double>;
-    p.epilogue.callback_ctx = &cd;
-  } else {
-    cf.seen = seen.mutable_data_ptr<float>();
-    p.epilogue.callback = &record_tile<float>;
-    p.epilogue.callback_ctx = &cf;
-  }
-  run_kernel([&] {
-    if (single_thread) {
-      // Sized before any pointer is known, as callers with their own parallel region do.
-      GemmParams shape_only = p;
-      shape_only.a.data = shape_only.b.data = nullptr;
-      shape_only.c = nullptr;
-      shape_only.epilogue = GemmEpilogue{};
-      const int64_t bytes = cpu::gemm_scratch_bytes(shape_only);
-      std::vector<char> scratch(static_cast<size_t>(bytes));
-      cpu::gemm_single_thread(p, scratch.data(), bytes);
-    } else {
-      cpu::gemm(p);
-    }
-  });
-  return {coverage, seen};
+at::Tensor gemm_prepacked(const GemmKernel& kernel, const at::Tensor& a, const at::Tensor& b,
+                          const std::optional<at::Tensor>& c, double alpha, double beta) {
+  const char* op = "gemm_prepacked";
+  PrepackedOperand A, B;
+  read_prepacked_operand(op, "a", a, GemmSide::a, A);
+  read_prepacked_operand(op, "b", b, GemmSide::b, B);
+  TORCH_CHECK_TYPE(A.dtype == B.dtype, op, ": a holds ", A.dtype, " but b holds ", B.dtype);
+  TORCH_CHECK_VALUE(a.device() == b.device() && a.device().is_cpu(), op, ": a and b must both be CPU tensors");
+  TORCH_CHECK_VALUE(A.k == B.k, op, ": a is ", A.outer, " x ", A.k, " but b is ", B.k, " x ", B.outer,
+                    "; the inner dimensions must match");
+  at::Tensor out = empty_activation({A.outer, B.outer}, a.options().dtype(A.dtype));
+  init_output(op, out, c, beta);
+  GemmParams p = base_params(out, A.outer, B.outer, A.k, alpha, beta, c);
+  p.a = A.op;
+  p.b = B.op;
+  run_kernel([&] { kernel(p); });
+  return out;
 }
 
 }  // namespace
 }  // namespace bigmodel::binding
 
-namespace {
-
-using namespace bigmodel;
-
 TORCH_LIBRARY_IMPL(bigmodel, CPU, m) {
-  m.impl("gemm", &binding::gemm);
-  m.impl("gemm_", &binding::gemm_);
-  m.impl("gemm_batch_reduce", &binding::gemm_batch_reduce);
-  m.impl("gemm_pack", &binding::gemm_pack);
-  m.impl("gemm_prepacked", &binding::gemm_prepacked);
-  m.impl("_gemm_epilogue", &binding::gemm_epilogue);
+  using namespace bigmodel;
+  m.impl("gemm", binding::bind(&binding::gemm, cpu::gemm));
+  m.impl("gemm_", binding::bind(&binding::gemm_, cpu::gemm));
+  m.impl("gemm_batch_reduce", binding::bind(&binding::gemm_batch_reduce, cpu::gemm));
+  m.impl("gemm_pack", binding::bind(&binding::gemm_pack, binding::GemmPackKernel{cpu::gemm_packed_bytes,
+                                                                                  cpu::gemm_pack}));
+  m.impl("gemm_prepacked", binding::bind(&binding::gemm_prepacked, cpu::gemm));
 }
-
-}  // namespace

@@ -1,9 +1,6 @@
 // LSTM ops: checks and allocation (shared with CUDA), plus the CPU registration.
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
-#include "common.h"
 #include "lstm_binding.h"
 
 namespace bigmodel::binding {
@@ -118,13 +115,12 @@ void check_saved(const char* op, const char* arg, const at::Tensor& t, at::IntAr
   TORCH_CHECK_TYPE(t.scalar_type() == dtype, op, ": ", arg, " must have dtype ", dtype, ", got ", t.scalar_type());
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
-    const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward, const LstmKernel& kernel,
-    const char* op) {
+// lstm and lstm_cell; `op` names the calling op in error messages.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> run_lstm(
+    const LstmKernel& kernel, const char* op, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
+    const at::Tensor& w_ih, const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+    const std::optional<at::Tensor>& b_hh, bool reverse, const std::optional<at::Tensor>& lengths,
+    bool save_for_backward) {
   Prepared r = prepare(op, input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths);
   LstmParams& p = r.p;
   const auto opts = input.options();
@@ -152,11 +148,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   return {output, h_n, c_n, gates, cells};
 }
 
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
+    const LstmKernel& forward, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
+    const at::Tensor& w_ih, const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+    const std::optional<at::Tensor>& b_hh, bool reverse, const std::optional<at::Tensor>& lengths,
+    bool save_for_backward) {
+  return run_lstm(forward, "lstm", input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, save_for_backward);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
-    const std::optional<at::Tensor>& grad_output, const std::optional<at::Tensor>& grad_h_n,
-    const std::optional<at::Tensor>& grad_c_n, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
-    const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& output, const at::Tensor& gates,
-    const at::Tensor& cells, bool reverse, const std::optional<at::Tensor>& lengths, const LstmKernel& kernel) {
+    const LstmKernel& backward, const std::optional<at::Tensor>& grad_output,
+    const std::optional<at::Tensor>& grad_h_n, const std::optional<at::Tensor>& grad_c_n, const at::Tensor& input,
+    const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const at::Tensor& output, const at::Tensor& gates, const at::Tensor& cells, bool reverse,
+    const std::optional<at::Tensor>& lengths) {
   const char* op = "lstm_backward";
   Prepared r = prepare(op, input, hx, cx, w_ih, w_hh, std::nullopt, std::nullopt, reverse, lengths);
   LstmParams& p = r.p;
@@ -198,16 +205,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   p.grad_w_ih = grad_w_ih.mutable_data_ptr();
   p.grad_w_hh = grad_w_hh.mutable_data_ptr();
   p.grad_bias = grad_bias.mutable_data_ptr();
-  run_kernel([&] { kernel(p); });
+  run_kernel([&] { backward(p); });
   return {grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& input, const at::Tensor& hx,
-                                                         const at::Tensor& cx, const at::Tensor& w_ih,
-                                                         const at::Tensor& w_hh,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const LstmKernel& forward, const at::Tensor& input,
+                                                         const at::Tensor& hx, const at::Tensor& cx,
+                                                         const at::Tensor& w_ih, const at::Tensor& w_hh,
                                                          const std::optional<at::Tensor>& b_ih,
-                                                         const std::optional<at::Tensor>& b_hh,
-                                                         const LstmKernel& kernel) {
+                                                         const std::optional<at::Tensor>& b_hh) {
   const char* op = "lstm_cell";
   TORCH_CHECK_VALUE(input.dim() == 1 || input.dim() == 2, op, ": expected input of shape (batch, input_size) or ",
                     "(input_size,), got a ", input.dim(), "-D tensor of shape ", input.sizes());
@@ -218,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& input
   }
   at::Tensor x = batched ? input.unsqueeze(0) : input.unsqueeze(0).unsqueeze(0);
   at::Tensor h = batched ? hx : hx.unsqueeze(0), c = batched ? cx : cx.unsqueeze(0);
-  auto [out, h_n, c_n, gates, cells] = lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, true, kernel, op);
+  auto [out, h_n, c_n, gates, cells] = run_lstm(forward, op, x, h, c, w_ih, w_hh, b_ih, b_hh, false, std::nullopt, true);
   (void)out;
   (void)cells;
   if (!batched) return {h_n.squeeze(0), c_n.squeeze(0), gates.squeeze(0).squeeze(0)};
@@ -227,41 +233,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& input
 
 }  // namespace bigmodel::binding
 
-namespace {
-
-using namespace bigmodel;
-
-void cpu_forward(const LstmParams& p) { cpu::lstm_forward(p); }
-void cpu_backward(const LstmParams& p) { cpu::lstm_backward(p); }
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_cpu(
-    const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
-    const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
-    bool reverse, const std::optional<at::Tensor>& lengths, bool save_for_backward) {
-  return binding::lstm(input, hx, cx, w_ih, w_hh, b_ih, b_hh, reverse, lengths, save_for_backward, cpu_forward);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward_cpu(
-    const std::optional<at::Tensor>& grad_output, const std::optional<at::Tensor>& grad_h_n,
-    const std::optional<at::Tensor>& grad_c_n, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
-    const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& output, const at::Tensor& gates,
-    const at::Tensor& cells, bool reverse, const std::optional<at::Tensor>& lengths) {
-  return binding::lstm_backward(grad_output, grad_h_n, grad_c_n, input, hx, cx, w_ih, w_hh, output, gates, cells,
-                                reverse, lengths, cpu_backward);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_cpu(const at::Tensor& input, const at::Tensor& hx,
-                                                             const at::Tensor& cx, const at::Tensor& w_ih,
-                                                             const at::Tensor& w_hh,
-                                                             const std::optional<at::Tensor>& b_ih,
-                                                             const std::optional<at::Tensor>& b_hh) {
-  return binding::lstm_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh, cpu_forward);
-}
-
-}  // namespace
-
 TORCH_LIBRARY_IMPL(bigmodel, CPU, m) {
-  m.impl("lstm", &lstm_cpu);
-  m.impl("lstm_backward", &lstm_backward_cpu);
-  m.impl("lstm_cell", &lstm_cell_cpu);
+  using namespace bigmodel;
+  m.impl("lstm", binding::bind(&binding::lstm, cpu::lstm_forward));
+  m.impl("lstm_backward", binding::bind(&binding::lstm_backward, cpu::lstm_backward));
+  m.impl("lstm_cell", binding::bind(&binding::lstm_cell, cpu::lstm_forward));
 }

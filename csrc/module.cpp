@@ -11,12 +11,15 @@
 #include "bigmodel/gemm.h"
 #include "bigmodel/isa.h"
 #include "bigmodel_build_config.h"
+#include "gemm_engine.h"
+#include "registration.h"
 
 namespace py = pybind11;
 
 namespace {
 
-// Ops in the bigmodel namespace with the backends that have kernels for them.
+// Ops in the bigmodel namespace with the backends that have kernels for them, and whether they
+// are CPU-only by design.
 py::list registered_ops() {
   std::vector<std::string> names;
   for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
@@ -34,8 +37,10 @@ py::list registered_ops() {
       if (op->hasKernelForDispatchKey(key)) backends.append(label);
     }
     py::dict d;
-    d["name"] = n.substr(std::string("bigmodel::").size());
+    const std::string short_name = n.substr(std::string("bigmodel::").size());
+    d["name"] = short_name;
     d["backends"] = backends;
+    d["cpu_only"] = bigmodel::binding::is_cpu_only_op(short_name);
     out.append(d);
   }
   return out;
@@ -130,4 +135,8 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("threads"), py::arg("seconds") = 0.5,
         "fp32 FMA throughput of the active CPU path with `threads` threads, in GFLOP/s (a register-only loop).");
+  static const bigmodel::GemmEngine engine{.gemm = bigmodel::cpu::gemm,
+                                           .scratch_bytes = bigmodel::cpu::gemm_scratch_bytes,
+                                           .single_thread = bigmodel::cpu::gemm_single_thread};
+  m.attr("gemm_engine") = py::capsule(&engine, bigmodel::kGemmEngineCapsule);
 }

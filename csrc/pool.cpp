@@ -1,29 +1,12 @@
 // Pooling ops: checks, layouts and allocation (shared with CUDA), plus the CPU registration.
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <limits>
-#include <sstream>
 
-#include "common.h"
 #include "pool_binding.h"
 
 namespace bigmodel::binding {
 namespace {
-
-std::string pair_str(int64_t a, int64_t b) {
-  std::ostringstream os;
-  os << "(" << a << ", " << b << ")";
-  return os.str();
-}
-
-// kernel_size / stride / padding / dilation as (h, w); one element means both.
-void two_ints(const char* op, const char* arg, at::IntArrayRef v, int64_t& h, int64_t& w) {
-  TORCH_CHECK_VALUE(v.size() == 1 || v.size() == 2, op, ": ", arg,
-                    " must be an int or a pair of ints, got ", v.size(), " values");
-  h = v[0];
-  w = v.size() == 2 ? v[1] : v[0];
-}
 
 enum class Kind { max, avg };
 
@@ -117,114 +100,88 @@ at::Tensor prepare_grad(const char* op, const Prepared& r, const at::Tensor& sel
   return g.contiguous(r.fmt);
 }
 
+// Runs a forward: the output (and, for max_pool2d_with_indices, torch's indices) in the input's
+// layout.
+std::tuple<at::Tensor, at::Tensor> run_forward(const PoolKernel& kernel, Prepared& r, at::ScalarType dtype,
+                                               bool with_indices) {
+  at::Tensor out = new_output(r, dtype);
+  at::Tensor idx = with_indices ? new_output(r, at::kLong) : at::Tensor();
+  if (out.numel() > 0) {
+    r.p.input = r.input.const_data_ptr();
+    r.p.output = out.mutable_data_ptr();
+    r.p.indices = with_indices ? idx.mutable_data_ptr<int64_t>() : nullptr;
+    run_kernel([&] { kernel(r.p); });
+  }
+  return {unbatch(r, out), with_indices ? unbatch(r, idx) : idx};
+}
+
+// Runs a backward: the gradient w.r.t. the input, in its layout. Max pooling re-reads the input to
+// find each window's argmax; average pooling does not need it.
+at::Tensor run_backward(const PoolKernel& kernel, const char* op, Prepared& r, const at::Tensor& self,
+                        const at::Tensor& grad_output, bool reads_input) {
+  at::Tensor g = prepare_grad(op, r, self, grad_output);
+  at::Tensor gin = empty_activation(r.input.sizes(), r.input.options().memory_format(r.fmt));
+  if (gin.numel() > 0) {
+    if (reads_input) r.p.input = r.input.const_data_ptr();
+    r.p.grad_output = g.const_data_ptr();
+    r.p.grad_input = gin.mutable_data_ptr();
+    run_kernel([&] { kernel(r.p); });
+  }
+  return unbatch(r, gin);
+}
+
+const int64_t kNoDilation[] = {1};
+
 }  // namespace
 
-at::Tensor max_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, const PoolKernel& kernel) {
+at::Tensor max_pool2d(const PoolKernel& kernel, const at::Tensor& self, at::IntArrayRef kernel_size,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   Prepared r = prepare("max_pool2d", Kind::max, self, kernel_size, stride, padding, dilation, ceil_mode, true,
                        std::nullopt);
-  at::Tensor out = new_output(r, self.scalar_type());
-  if (out.numel() > 0) {
-    r.p.input = r.input.const_data_ptr();
-    r.p.output = out.mutable_data_ptr();
-    run_kernel([&] { kernel(r.p); });
-  }
-  return unbatch(r, out);
+  return std::get<0>(run_forward(kernel, r, self.scalar_type(), false));
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
-                                                           at::IntArrayRef stride, at::IntArrayRef padding,
-                                                           at::IntArrayRef dilation, bool ceil_mode,
-                                                           const PoolKernel& kernel) {
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const PoolKernel& kernel, const at::Tensor& self,
+                                                           at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                                           at::IntArrayRef padding, at::IntArrayRef dilation,
+                                                           bool ceil_mode) {
   Prepared r = prepare("max_pool2d_with_indices", Kind::max, self, kernel_size, stride, padding, dilation,
                        ceil_mode, true, std::nullopt);
-  at::Tensor out = new_output(r, self.scalar_type());
-  at::Tensor idx = new_output(r, at::kLong);
-  if (out.numel() > 0) {
-    r.p.input = r.input.const_data_ptr();
-    r.p.output = out.mutable_data_ptr();
-    r.p.indices = idx.mutable_data_ptr<int64_t>();
-    run_kernel([&] { kernel(r.p); });
-  }
-  return {unbatch(r, out), unbatch(r, idx)};
+  return run_forward(kernel, r, self.scalar_type(), true);
 }
 
-at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
-                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                               bool ceil_mode, const PoolKernel& kernel) {
-  Prepared r = prepare("max_pool2d_backward", Kind::max, self, kernel_size, stride, padding, dilation, ceil_mode,
-                       true, std::nullopt);
-  at::Tensor g = prepare_grad("max_pool2d_backward", r, self, grad_output);
-  at::Tensor gin = empty_activation(r.input.sizes(), r.input.options().memory_format(r.fmt));
-  if (gin.numel() > 0) {
-    r.p.input = r.input.const_data_ptr();
-    r.p.grad_output = g.const_data_ptr();
-    r.p.grad_input = gin.mutable_data_ptr();
-    run_kernel([&] { kernel(r.p); });
-  }
-  return unbatch(r, gin);
+at::Tensor max_pool2d_backward(const PoolKernel& kernel, const at::Tensor& grad_output, const at::Tensor& self,
+                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "max_pool2d_backward";
+  Prepared r = prepare(op, Kind::max, self, kernel_size, stride, padding, dilation, ceil_mode, true, std::nullopt);
+  return run_backward(kernel, op, r, self, grad_output, true);
 }
 
-at::Tensor avg_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                      at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                      std::optional<int64_t> divisor_override, const PoolKernel& kernel) {
-  const int64_t one[] = {1};
-  Prepared r = prepare("avg_pool2d", Kind::avg, self, kernel_size, stride, padding, one, ceil_mode,
+at::Tensor avg_pool2d(const PoolKernel& kernel, const at::Tensor& self, at::IntArrayRef kernel_size,
+                      at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                      std::optional<int64_t> divisor_override) {
+  Prepared r = prepare("avg_pool2d", Kind::avg, self, kernel_size, stride, padding, kNoDilation, ceil_mode,
                        count_include_pad, divisor_override);
-  at::Tensor out = new_output(r, self.scalar_type());
-  if (out.numel() > 0) {
-    r.p.input = r.input.const_data_ptr();
-    r.p.output = out.mutable_data_ptr();
-    run_kernel([&] { kernel(r.p); });
-  }
-  return unbatch(r, out);
+  return std::get<0>(run_forward(kernel, r, self.scalar_type(), false));
 }
 
-at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
-                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
-                               bool count_include_pad, std::optional<int64_t> divisor_override,
-                               const PoolKernel& kernel) {
-  const int64_t one[] = {1};
-  Prepared r = prepare("avg_pool2d_backward", Kind::avg, self, kernel_size, stride, padding, one, ceil_mode,
+at::Tensor avg_pool2d_backward(const PoolKernel& kernel, const at::Tensor& grad_output, const at::Tensor& self,
+                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const char* op = "avg_pool2d_backward";
+  Prepared r = prepare(op, Kind::avg, self, kernel_size, stride, padding, kNoDilation, ceil_mode,
                        count_include_pad, divisor_override);
-  at::Tensor g = prepare_grad("avg_pool2d_backward", r, self, grad_output);
-  at::Tensor gin = empty_activation(r.input.sizes(), r.input.options().memory_format(r.fmt));
-  if (gin.numel() > 0) {
-    r.p.grad_output = g.const_data_ptr();
-    r.p.grad_input = gin.mutable_data_ptr();
-    run_kernel([&] { kernel(r.p); });
-  }
-  return unbatch(r, gin);
+  return run_backward(kernel, op, r, self, grad_output, false);
 }
 
 }  // namespace bigmodel::binding
 
-namespace {
-
-using namespace bigmodel;
-
 TORCH_LIBRARY_IMPL(bigmodel, CPU, m) {
-  m.impl("max_pool2d", [](const at::Tensor& self, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                          at::IntArrayRef d, bool ceil) {
-    return binding::max_pool2d(self, k, s, p, d, ceil, cpu::max_pool2d_forward);
-  });
-  m.impl("max_pool2d_with_indices", [](const at::Tensor& self, at::IntArrayRef k, at::IntArrayRef s,
-                                       at::IntArrayRef p, at::IntArrayRef d, bool ceil) {
-    return binding::max_pool2d_with_indices(self, k, s, p, d, ceil, cpu::max_pool2d_forward);
-  });
-  m.impl("max_pool2d_backward", [](const at::Tensor& g, const at::Tensor& self, at::IntArrayRef k,
-                                   at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d, bool ceil) {
-    return binding::max_pool2d_backward(g, self, k, s, p, d, ceil, cpu::max_pool2d_backward);
-  });
-  m.impl("avg_pool2d", [](const at::Tensor& self, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                          bool ceil, bool cip, std::optional<int64_t> div) {
-    return binding::avg_pool2d(self, k, s, p, ceil, cip, div, cpu::avg_pool2d_forward);
-  });
-  m.impl("avg_pool2d_backward", [](const at::Tensor& g, const at::Tensor& self, at::IntArrayRef k,
-                                   at::IntArrayRef s, at::IntArrayRef p, bool ceil, bool cip,
-                                   std::optional<int64_t> div) {
-    return binding::avg_pool2d_backward(g, self, k, s, p, ceil, cip, div, cpu::avg_pool2d_backward);
-  });
+  using namespace bigmodel;
+  m.impl("max_pool2d", binding::bind(&binding::max_pool2d, cpu::max_pool2d_forward));
+  m.impl("max_pool2d_with_indices", binding::bind(&binding::max_pool2d_with_indices, cpu::max_pool2d_forward));
+  m.impl("max_pool2d_backward", binding::bind(&binding::max_pool2d_backward, cpu::max_pool2d_backward));
+  m.impl("avg_pool2d", binding::bind(&binding::avg_pool2d, cpu::avg_pool2d_forward));
+  m.impl("avg_pool2d_backward", binding::bind(&binding::avg_pool2d_backward, cpu::avg_pool2d_backward));
 }
-
-}  // namespace

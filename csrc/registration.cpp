@@ -1,7 +1,42 @@
-// Every bigmodel operator schema, in one place. Backends add kernels with TORCH_LIBRARY_IMPL in
-// their own files (csrc/*.cpp for CPU, csrc/cuda/*.cpp for CUDA); bigmodel/ops.py adds the fake
-// (shape) functions and autograd formulas.
+// Every bigmodel operator schema, in one place, and the one way an op is registered.
+//
+// An op lives in three places (copy an existing op's three to add one):
+//   1. its schema, below;
+//   2. csrc/<family>.cpp: the torch-facing function, declared in csrc/<family>_binding.h when CUDA
+//      shares it. It takes the backend's kernel first, then the schema's arguments in order:
+//        at::Tensor max_pool2d(const PoolKernel& kernel, const at::Tensor& self, ...);
+//      and does everything but the arithmetic: checks every argument (here, once, for every
+//      backend: the backend impls and kernels/ trust the Params they get), allocates the outputs,
+//      fills the Params and calls kernel(params) through run_kernel. The same file registers the
+//      CPU impl by binding the framework-free entry point of kernels/include/bigmodel/<family>.h:
+//        m.impl("max_pool2d", binding::bind(&binding::max_pool2d, cpu::max_pool2d_forward));
+//   3. csrc/cuda/<family>_cuda.cpp: the CUDA impl, the same function bound to the CUDA launcher,
+//      under a guard for the device of the first CUDA tensor argument (csrc/cuda/launch.h):
+//        m.impl("max_pool2d", bind_cuda(&binding::max_pool2d, launch(cuda::max_pool2d_forward)));
+//      An op with no CUDA kernel by design is listed in kCpuOnlyOps below.
+// bigmodel/ops/<family>.py adds the fake (shape) functions and autograd formulas. Ops that only
+// tests need are not registered here: they live in csrc/test_ops/, which the tests build.
+#include "registration.h"
+
 #include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+
+namespace bigmodel::binding {
+
+// Ops with a CPU kernel only, by design: the GEMM core is the CPU engine the CPU kernels share
+// (the CUDA kernels tile their own products), and the dropout mask is made from a CPU seed
+// (bigmodel.nn.MultiheadAttention moves it to the weights' device for need_weights=True).
+// build_info() reports them; every other op needs a CUDA kernel in a CUDA build.
+constexpr std::array<std::string_view, 6> kCpuOnlyOps = {
+    "gemm", "gemm_", "gemm_batch_reduce", "gemm_pack", "gemm_prepacked", "attention_dropout_mask"};
+
+bool is_cpu_only_op(std::string_view name) {
+  return std::find(kCpuOnlyOps.begin(), kCpuOnlyOps.end(), name) != kCpuOnlyOps.end();
+}
+
+}  // namespace bigmodel::binding
 
 TORCH_LIBRARY(bigmodel, m) {
   // ---- pooling ----------------------------------------------------------------------------
@@ -36,11 +71,6 @@ TORCH_LIBRARY(bigmodel, m) {
   m.def("gemm_pack(Tensor x, str side) -> Tensor");
   // As gemm, where a and/or b may be gemm_pack buffers (packed once, reused across calls).
   m.def("gemm_prepacked(Tensor a, Tensor b, Tensor? c=None, *, float alpha=1., float beta=0.) -> Tensor");
-  // Tests only: c = relu?(alpha * a @ b + beta * c + bias) in place through the epilogue, with a
-  // tile callback that counts how often each element was reported (coverage) and what value it
-  // had then (seen); single_thread uses gemm_single_thread with caller scratch.
-  m.def("_gemm_epilogue(Tensor(a!) c, Tensor a, Tensor b, Tensor? bias, str bias_kind, str activation, "
-        "float alpha, float beta, bool single_thread) -> (Tensor, Tensor)");
 
   // ---- convolution ------------------------------------------------------------------------
   // torch.nn.functional.conv2d; padding is [p], [pH, pW] or [top, bottom, left, right] (the
@@ -85,6 +115,6 @@ TORCH_LIBRARY(bigmodel, m) {
   m.def("scaled_dot_product_attention_backward(Tensor grad_output, Tensor query, Tensor key, Tensor value, "
         "Tensor output, Tensor logsumexp, Tensor? attn_mask, float dropout_p, bool is_causal, float? scale, "
         "bool enable_gqa, Tensor? dropout_seed) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value)");
-  // The dropout keep-mask (batch_heads, L, S) the kernels use for a seed (tests, need_weights).
+  // The dropout keep-mask (batch_heads, L, S) the kernels use for a seed (need_weights, tests).
   m.def("attention_dropout_mask(Tensor dropout_seed, int batch_heads, int L, int S, float dropout_p) -> Tensor");
 }

@@ -229,7 +229,7 @@ def test_packed_buffer_checks():
 
 @pytest.mark.parametrize("single_thread", [False, True])
 @pytest.mark.parametrize("c_kind", KINDS)
-def test_epilogue_bias_relu_and_callback(isa, c_kind, single_thread):
+def test_epilogue_bias_relu_and_callback(isa, c_kind, single_thread, test_ops):
     gen = torch.Generator().manual_seed(7)
     for m, n, k, bias_kind, act, alpha, beta in [
         (37, 45, 50, "col", "relu", 2.0, 0.5),
@@ -247,7 +247,7 @@ def test_epilogue_bias_relu_and_callback(isa, c_kind, single_thread):
             expected = expected + (bias.double()[:, None] if bias_kind == "row" else bias.double())
         if act == "relu":
             expected = expected.clamp_min(0)
-        coverage, seen = torch.ops.bigmodel._gemm_epilogue(c, a, b, bias, bias_kind, act, alpha, beta, single_thread)
+        coverage, seen = test_ops.gemm_epilogue(c, a, b, bias, bias_kind, act, alpha, beta, single_thread)
         label = f"{isa} {c_kind} {m}x{n}x{k} {bias_kind} {act}"
         assert rel_err(c, expected) < 1e-5, label
         # the callback saw every element exactly once, after its final value was written
@@ -255,11 +255,11 @@ def test_epilogue_bias_relu_and_callback(isa, c_kind, single_thread):
         assert torch.equal(seen, c.contiguous()), label
 
 
-def test_epilogue_relu_keeps_nan(isa):
+def test_epilogue_relu_keeps_nan(isa, test_ops):
     a = torch.tensor([[float("nan"), 1.0], [1.0, 1.0]])
     b = torch.tensor([[1.0, -1.0], [1.0, -1.0]])
     c = torch.zeros(2, 2)
-    torch.ops.bigmodel._gemm_epilogue(c, a, b, None, "none", "relu", 1.0, 0.0, False)
+    test_ops.gemm_epilogue(c, a, b, None, "none", "relu", 1.0, 0.0, False)
     assert c[0].isnan().all() and c[1, 0] == 2.0 and c[1, 1] == 0.0
 
 
@@ -296,7 +296,10 @@ def test_opcheck():
                                                               torch.randn(20, 11)), {"alpha": 2.0, "beta": 0.5})
     torch.library.opcheck(torch.ops.bigmodel.gemm_batch_reduce.default, (torch.randn(3, 4, 5), torch.randn(3, 5, 6)))
     torch.library.opcheck(torch.ops.bigmodel.gemm_pack.default, (torch.randn(20, 11), "b"))
-    torch.library.opcheck(torch.ops.bigmodel._gemm_epilogue.default,
+
+
+def test_opcheck_epilogue(test_ops):
+    torch.library.opcheck(test_ops.gemm_epilogue.default,
                           (torch.randn(9, 11), torch.randn(9, 20), torch.randn(20, 11), torch.randn(11), "col",
                            "relu", 1.0, 0.0, False))
 

@@ -29,6 +29,7 @@ def test_build_info_describes_the_build():
     assert info["isa_active"] == bigmodel.active_isa() in info["isa_supported"]
     assert info["isa_best"] == info["isa_supported"][0]
     names = {op["name"]: op["backends"] for op in info["ops"]}
+    cpu_only = {op["name"] for op in info["ops"] if op["cpu_only"]}
     for op in ("max_pool2d", "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d",
                "avg_pool2d_backward"):
         assert "cpu" in names[op], op
@@ -39,10 +40,20 @@ def test_build_info_describes_the_build():
     # every op but the CPU-only ones has a CUDA kernel too
     for name, backends in names.items():
         assert "cpu" in backends or "composite" in backends, name
-        if info["cuda_compiled"] and "composite" not in backends and name not in bigmodel.CPU_ONLY_OPS:
+        if info["cuda_compiled"] and "composite" not in backends and name not in cpu_only:
             assert "cuda" in backends, name
+        if name in cpu_only:
+            assert backends == ["cpu"], name
     assert names["scaled_dot_product_attention"] == ["composite"]
-    assert bigmodel.CPU_ONLY_OPS <= set(names)
+    assert cpu_only == {"gemm", "gemm_", "gemm_batch_reduce", "gemm_pack", "gemm_prepacked", "attention_dropout_mask"}
+
+
+def test_test_only_ops_are_not_in_the_library():
+    # they live in csrc/test_ops, built by the tests (the test_ops fixture), not into bigmodel._C
+    names = {op["name"] for op in bigmodel.build_info()["ops"]}
+    assert not {n for n in names if n.startswith("_")}, names
+    assert not hasattr(torch.ops.bigmodel, "_gemm_epilogue")
+    assert not hasattr(bigmodel, "CPU_ONLY_OPS")
 
 
 def test_available_isas_are_best_first_and_switchable():

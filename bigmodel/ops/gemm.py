@@ -90,11 +90,6 @@ def _gemm_batch_reduce_fake(a, b, c=None, *, alpha=1.0, beta=0.0):
     return a.new_empty((a.shape[1], b.shape[2]))
 
 
-@torch.library.register_fake("bigmodel::_gemm_epilogue")
-def _gemm_epilogue_fake(c, a, b, bias, bias_kind, activation, alpha, beta, single_thread):
-    return c.new_empty(c.shape, dtype=torch.int32), c.new_empty(c.shape)
-
-
 def _packed_nbytes(x, side):
     from .. import _C
 
