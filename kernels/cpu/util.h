@@ -149,30 +149,15 @@ inline void reduce_parts(T* out, const T* parts, int nparts, int64_t stride, int
 // ---- GEMM operand builders ---------------------------------------------------------------------
 // Element (r, c) of op(X) at data[r * rs + c * cs] (gemm.h, "Operands and shapes").
 inline GemmOperand strided(const void* data, int64_t rs, int64_t cs) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::strided;
-  o.data = data;
-  o.rs = rs;
-  o.cs = cs;
-  return o;
+  return {GemmOperandKind::strided, data, nullptr, rs, cs, nullptr};
 }
 
 // batch_count items, item t at items[t], each with the same strides.
 inline GemmOperand batched(const void* const* items, int64_t rs, int64_t cs) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::batch;
-  o.items = items;
-  o.rs = rs;
-  o.cs = cs;
-  return o;
+  return {GemmOperandKind::batch, nullptr, items, rs, cs, nullptr};
 }
 
-inline GemmOperand packed(const GemmPacked* d) {
-  GemmOperand o;
-  o.kind = GemmOperandKind::packed;
-  o.packed = d;
-  return o;
-}
+inline GemmOperand packed(const GemmPacked* d) { return {GemmOperandKind::packed, nullptr, nullptr, 0, 0, d}; }
 
 // C (M x N, C(i, j) at c[i * rs_c + j]) = alpha * op(A) op(B) + beta * C, for one batch item.
 template <typename T>

@@ -1,6 +1,10 @@
-// Entry points of the CPU pooling kernels: the output-size rule and per-ISA dispatch.
+// Entry points of the CPU pooling kernels: the output-size rule, parameter validation (see
+// bigmodel/common.h) and per-ISA dispatch.
 #include "bigmodel/pool.h"
 
+#include <utility>
+
+#include "cpu/check.h"
 #include "cpu/dispatch.h"
 
 namespace bigmodel {
@@ -24,10 +28,54 @@ BIGMODEL_ISA_DECLARE(void, max_pool2d_backward, (const Pool2dParams&))
 BIGMODEL_ISA_DECLARE(void, avg_pool2d_forward, (const Pool2dParams&))
 BIGMODEL_ISA_DECLARE(void, avg_pool2d_backward, (const Pool2dParams&))
 
-void max_pool2d_forward(const Pool2dParams& p) { BIGMODEL_ISA_CALL(max_pool2d_forward, p); }
-void max_pool2d_backward(const Pool2dParams& p) { BIGMODEL_ISA_CALL(max_pool2d_backward, p); }
-void avg_pool2d_forward(const Pool2dParams& p) { BIGMODEL_ISA_CALL(avg_pool2d_forward, p); }
-void avg_pool2d_backward(const Pool2dParams& p) { BIGMODEL_ISA_CALL(avg_pool2d_backward, p); }
+namespace {
+
+constexpr const char* kPool = "pool2d";
+
+// Sizes, window and dtype; returns whether there is any work (an empty problem reads nothing).
+bool check_shape(const Pool2dParams& p) {
+  check::float_dtype(kPool, p.dtype);
+  check::layout(kPool, p.layout);
+  for (const auto& [name, v] : {std::pair{"N", p.N}, {"C", p.C}, {"H", p.H}, {"W", p.W}, {"OH", p.OH}, {"OW", p.OW},
+                                {"pH", p.pH}, {"pW", p.pW}})
+    check::at_least(kPool, name, v, 0);
+  for (const auto& [name, v] : {std::pair{"kH", p.kH}, {"kW", p.kW}, {"sH", p.sH}, {"sW", p.sW}, {"dH", p.dH},
+                                {"dW", p.dW}})
+    check::at_least(kPool, name, v, 1);
+  return p.N > 0 && p.C > 0 && p.H > 0 && p.W > 0 && p.OH > 0 && p.OW > 0;
+}
+
+void check_forward(const Pool2dParams& p) {
+  if (!check_shape(p)) return;
+  check::not_null(kPool, p.input, "input");
+  check::not_null(kPool, p.output, "output");
+}
+
+void check_backward(const Pool2dParams& p, bool reads_input) {
+  if (!check_shape(p)) return;
+  check::not_null(kPool, p.grad_output, "grad_output");
+  check::not_null(kPool, p.grad_input, "grad_input");
+  if (reads_input) check::not_null(kPool, p.input, "input");
+}
+
+}  // namespace
+
+void max_pool2d_forward(const Pool2dParams& p) {
+  check_forward(p);
+  BIGMODEL_ISA_CALL(max_pool2d_forward, p);
+}
+void max_pool2d_backward(const Pool2dParams& p) {
+  check_backward(p, true);  // the argmax is recomputed from the input
+  BIGMODEL_ISA_CALL(max_pool2d_backward, p);
+}
+void avg_pool2d_forward(const Pool2dParams& p) {
+  check_forward(p);
+  BIGMODEL_ISA_CALL(avg_pool2d_forward, p);
+}
+void avg_pool2d_backward(const Pool2dParams& p) {
+  check_backward(p, false);
+  BIGMODEL_ISA_CALL(avg_pool2d_backward, p);
+}
 
 }  // namespace cpu
 }  // namespace bigmodel

@@ -211,25 +211,10 @@ void avg_pool_nhwc_backward(const Pool2dParams& p) {
   }
 }
 
-template <typename T>
-void avg_forward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? avg_pool_nhwc_forward<T>(p) : avg_pool_nchw_forward<T>(p);
-}
-template <typename T>
-void avg_backward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? avg_pool_nhwc_backward<T>(p) : avg_pool_nchw_backward<T>(p);
-}
-
 }  // namespace
 
-// Entry points (float32 / float64; the binding has rejected other dtypes).
-void avg_pool2d_forward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { avg_forward<T>(p); });
-}
-void avg_pool2d_backward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { avg_backward<T>(p); });
-}
+// Entry points (float32 / float64, validated in pool.cpp).
+POOL_ENTRY_POINT(avg_pool2d_forward, avg_pool_nchw_forward, avg_pool_nhwc_forward)
+POOL_ENTRY_POINT(avg_pool2d_backward, avg_pool_nchw_backward, avg_pool_nhwc_backward)
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

@@ -102,3 +102,11 @@ BM_INLINE bool empty_problem(const Pool2dParams& p) {
 
 }  // namespace
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS
+
+// Defines the per-ISA entry point `name`: an empty problem reads and writes nothing, otherwise
+// the NCHW or NHWC kernel template for the dtype.
+#define POOL_ENTRY_POINT(NAME, NCHW_FN, NHWC_FN)                                                \
+  void NAME(const Pool2dParams& p) {                                                               \
+    if (empty_problem(p)) return;                                                                  \
+    BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { p.layout == Layout::nhwc ? NHWC_FN<T>(p) : NCHW_FN<T>(p); }); \
+  }

@@ -379,25 +379,10 @@ void max_pool_nhwc_backward(const Pool2dParams& p) {
   }
 }
 
-template <typename T>
-void max_forward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? max_pool_nhwc_forward<T>(p) : max_pool_nchw_forward<T>(p);
-}
-template <typename T>
-void max_backward(const Pool2dParams& p) {
-  p.layout == Layout::nhwc ? max_pool_nhwc_backward<T>(p) : max_pool_nchw_backward<T>(p);
-}
-
 }  // namespace
 
-// Entry points (float32 / float64; the binding has rejected other dtypes).
-void max_pool2d_forward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { max_forward<T>(p); });
-}
-void max_pool2d_backward(const Pool2dParams& p) {
-  if (empty_problem(p)) return;
-  BIGMODEL_FLOAT_SWITCH(p.dtype, T, [&] { max_backward<T>(p); });
-}
+// Entry points (float32 / float64, validated in pool.cpp).
+POOL_ENTRY_POINT(max_pool2d_forward, max_pool_nchw_forward, max_pool_nhwc_forward)
+POOL_ENTRY_POINT(max_pool2d_backward, max_pool_nchw_backward, max_pool_nhwc_backward)
 
 }  // namespace bigmodel::cpu::BIGMODEL_ISA_NS

@@ -1,4 +1,14 @@
 // Types shared by every kernel family. Framework-free: no torch header is included under kernels/.
+//
+// Params validation, one rule for every CPU family (pool, conv, gemm, lstm, attention): each
+// plain entry point in bigmodel::cpu (kernels/cpu/<family>/<family>.cpp, gemm.cpp) checks its
+// Params struct before it dispatches to the per-ISA code - dtype, layout / enum values, sizes
+// (>= 0, windows / strides / groups >= 1, divisibility) and that every pointer the call reads or
+// writes is non-null when the problem is not empty - and throws std::invalid_argument
+// ("<family>: <what>", see kernels/cpu/check.h) before any thread starts. The checks are O(1) in
+// the data (O(B) for LSTM lengths). What only the framework knows (tensor shapes, devices,
+// strides matching the sizes) is the binding's job in csrc/; the kernels never read past the
+// sizes they are given. The per-ISA *_kernel.cpp code assumes validated Params.
 #pragma once
 
 #include <cstdint>
