@@ -3,7 +3,7 @@
 Profiles (HYPOTHESIS_PROFILE=...): "ci" (default, bounded: 40 derandomized examples per
 property, suitable for every run) and "long" (3,000 examples per property with fresh randomness;
 run it before a release:
-`HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties_*.py --hypothesis-show-statistics`)."""
+`HYPOTHESIS_PROFILE=long python -m pytest tests/*/test_properties_*.py --hypothesis-show-statistics`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 // Test harness: the CUDA attention kernels (kernels/cuda/attention_forward.cu and
 // attention_backward.cu, unchanged) run on the CPU through thread_emulation.h - one std::thread
 // per CUDA thread, real barriers and shuffles, shared memory poisoned with NaN.
-// tests/test_attention_cuda_emulated.py compiles this file as host C++ with nvcc and calls it
+// tests/attention/test_attention_cuda_emulated.py compiles this file as host C++ with nvcc and calls it
 // through ctypes. Not part of the package.
 #include "thread_emulation.h"
 

@@ -2,10 +2,10 @@
 // implicit GEMM of every pass (the shared GEMM tile's phases with the pass's operand loaders and
 // epilogues, over the same blocks, groups and K splits the kernels use), the split reduction, the
 // per-channel sums and the depthwise bodies - so that their index math and dtype handling can be
-// checked against torch on a machine without a GPU (tests/test_conv_cuda_emulated.py builds this
+// checked against torch on a machine without a GPU (tests/conv/test_conv_cuda_emulated.py builds this
 // file with nvcc and calls it through ctypes). What it cannot check (shared-memory barriers,
 // tensor-core fragments, launches) is covered by the
-// CUDA tests in tests/test_conv.py on a machine with a GPU. Not part of the package.
+// CUDA tests in tests/conv/test_conv.py on a machine with a GPU. Not part of the package.
 #include <vector>
 
 #include "cuda/conv.cu"

@@ -3,7 +3,7 @@
 // for_each runs a pointwise body for every element in turn, and gemm runs the SIMT GEMM tile's
 // per-thread phases for every block (gemm_emulation.h). Everything else - the host orchestration
 // of the steps, the GEMM operand strides, the index math and the dtype conversions - is the code the GPU runs.
-// tests/test_lstm_cuda_emulated.py builds this with nvcc and calls it through ctypes. Not part of
+// tests/lstm/test_lstm_cuda_emulated.py builds this with nvcc and calls it through ctypes. Not part of
 // the package.
 #define BIGMODEL_CUDA_EMULATION 1
 #include <cstdio>

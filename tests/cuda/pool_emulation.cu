@@ -1,6 +1,6 @@
 // Test harness: runs the per-element bodies of kernels/cuda/pool.cu on the host, one element
 // after another, so that their index math, window rules and dtype handling can be checked
-// against torch on a machine without a GPU (tests/test_pool_cuda_emulated.py builds this file
+// against torch on a machine without a GPU (tests/pool/test_pool_cuda_emulated.py builds this file
 // with nvcc and calls it through ctypes). Not part of the package.
 #include <cstdio>
 

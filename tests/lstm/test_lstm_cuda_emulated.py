@@ -5,7 +5,7 @@ No GPU is needed: tests/cuda/lstm_emulation.cu includes the kernel file with its
 replaced by host loops (every pointwise element in turn; every thread of every GEMM block, phase
 by phase between the barriers), so the host orchestration, GEMM operand strides, tile index math
 and dtype conversions are the GPU's own code. What it cannot check (launch configuration,
-streams, real concurrency) is covered by the cuda-marked tests in tests/test_lstm.py on a machine
+streams, real concurrency) is covered by the cuda-marked tests in tests/lstm/test_lstm.py on a machine
 with a GPU. Skipped when nvcc is not found.
 """
 

@@ -425,7 +425,7 @@ def test_cuda_module_matches_cpu():
 
 
 def test_regression_lstm_zero_dim_w_hh_without_hx_is_a_value_error():
-    # Found by tests/test_properties_lstm.py: with hx=None the hidden size was read as
+    # Found by tests/lstm/test_properties_lstm.py: with hx=None the hidden size was read as
     # w_hh.shape[-1] before any check, so a 0-d w_hh raised IndexError instead of naming w_hh.
     for fn, x in ((ops.lstm, torch.zeros(2, 1, 3)), (ops.lstm_cell, torch.zeros(1, 3))):
         name = fn.__name__
@@ -436,7 +436,7 @@ def test_regression_lstm_zero_dim_w_hh_without_hx_is_a_value_error():
 
 
 def test_regression_lstm_cell_errors_name_lstm_cell():
-    # Found by tests/test_properties_lstm.py: lstm_cell runs through the lstm binding, whose shape
+    # Found by tests/lstm/test_properties_lstm.py: lstm_cell runs through the lstm binding, whose shape
     # checks reported themselves as "lstm: ...".
     with pytest.raises(ValueError, match=r"^lstm_cell: w_hh must have shape \(4 \* hidden_size, hidden_size\)"):
         ops.lstm_cell(torch.zeros(1, 3), None, torch.zeros(8, 3), torch.zeros(8))

@@ -1,7 +1,7 @@
 """CUDA pooling kernels against torch's own CUDA pooling: every dtype, both layouts, the window
 arguments (stride, padding, dilation, ceil_mode, count_include_pad, divisor_override), gradients,
 NaN/inf, streams, devices and the 64-bit index path. Skipped where torch.cuda.is_available() is
-False; tests/test_pool_cuda_emulated.py checks the same kernel code on the CPU.
+False; tests/pool/test_pool_cuda_emulated.py checks the same kernel code on the CPU.
 """
 
 from __future__ import annotations

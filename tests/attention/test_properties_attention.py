@@ -23,7 +23,7 @@ F64 = dict(rtol=1e-10, atol=1e-10)
 
 
 def f32_grad_tol(scale, E, dropout, rows):
-    """The family's float32 gradient tolerance (tests/test_attention.py: 1e-5), scaled by what
+    """The family's float32 gradient tolerance (tests/attention/test_attention.py: 1e-5), scaled by what
     multiplies dS (the softmax scale, the dropout factor 1 / (1 - p)) and by the square root of
     the number of query rows summed into one dK / dV row. Found by the long profile (Hq=4, Hkv=2,
     L=32, S=1, scale 2, dropout 0.25: 2.2e-5; Hq=3, Hkv=1, L=13, S=1: 1.4e-5): with S = 1,

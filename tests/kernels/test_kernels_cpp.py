@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/, which holds cpp/
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def cpp_build(tmp_path_factory):
         pytest.skip("cmake is not installed: the C++ kernel harness cannot be built")
     build = tmp_path_factory.mktemp("cpp-tests")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run(["cmake", "-S", os.path.join(HERE, "cpp"), "-B", str(build), *gen], check=True,
+    subprocess.run(["cmake", "-S", os.path.join(TESTS, "cpp"), "-B", str(build), *gen], check=True,
                    capture_output=True, text=True)
     r = subprocess.run(["cmake", "--build", str(build), "-j", os.environ.get("MAX_JOBS", "2")],
                        capture_output=True, text=True)

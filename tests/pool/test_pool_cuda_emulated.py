@@ -4,7 +4,7 @@ No GPU is needed: tests/cuda/pool_emulation.cu includes kernels/cuda/pool.cu and
 `__host__ __device__` bodies that the kernels run per thread, one element after another, in both
 index widths (32- and 64-bit) and both layouts. This checks the index math, window rules, NaN and
 infinity handling and dtype conversions of the CUDA path wherever nvcc exists; what it cannot check
-(launch configuration, streams) is covered by tests/test_pool_cuda.py on a machine with a GPU.
+(launch configuration, streams) is covered by tests/pool/test_pool_cuda.py on a machine with a GPU.
 Skipped when nvcc is not found.
 """
 
@@ -167,7 +167,7 @@ def test_avg_forward_and_backward(lib, cfg, dtype, layout, bits, cip, div):
 
 def nan_inf_input():
     """(2, 3, 7, 8) float64: windows with one and with two NaNs, NaN beside +inf, planes and
-    windows of -inf, a column of +inf (also used by tests/test_pool_cuda.py)."""
+    windows of -inf, a column of +inf (also used by tests/pool/test_pool_cuda.py)."""
     x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
     x[0, 0, 1, 1] = math.nan
     x[0, 0, 1, 2] = math.nan

@@ -5,7 +5,7 @@ No GPU is needed: tests/cuda/conv_emulation.cu includes kernels/cuda/conv.cu and
 bodies that the kernels run, over the same groups and K splits. This checks the implicit-GEMM
 index math of all three passes, both layouts and all four dtypes wherever nvcc exists; what it
 cannot check (shared-memory tiling, tensor-core fragments, launches) is covered by the CUDA tests
-in tests/test_conv.py on a machine with a GPU. Skipped when nvcc is not found.
+in tests/conv/test_conv.py on a machine with a GPU. Skipped when nvcc is not found.
 """
 
 from __future__ import annotations

@@ -382,7 +382,7 @@ def test_bench_gemm_command(tmp_path, monkeypatch):
 
 
 def test_regression_matmul_errors_name_matmul_arguments():
-    # Found by tests/test_properties_gemm.py: matmul's bad dtypes and shape mismatches were reported
+    # Found by tests/gemm/test_properties_gemm.py: matmul's bad dtypes and shape mismatches were reported
     # by the underlying gemm op as "gemm: a ... b ...", naming arguments matmul does not have.
     with pytest.raises(ValueError, match=r"matmul: input has shape \[2, 3\] and other has shape \[4, 2\]"):
         ops.matmul(torch.zeros(2, 3), torch.zeros(4, 2))
