@@ -2,10 +2,11 @@
 
 One extension is built with torch.utils.cpp_extension and ninja, in C++20:
 
-* the CPU kernels in ``kernels/cpu`` - always. Files named ``*_kernel.cpp`` are written once
-  against the SIMD layer in ``kernels/cpu/simd.h`` and compiled once per ISA path (AVX-512, AVX2,
-  generic) with that path's flags only, into separate object folders; the rest of the CPU code is
-  compiled once with baseline flags and picks a path at run time. No ``-march=native``.
+* the CPU kernels in ``kernels/cpu`` - always. A source that includes ``kernels/cpu/simd.h``
+  (directly or through another header; by convention these are the ``*_kernel.cpp`` files) is
+  written once against that SIMD layer and compiled once per ISA path (AVX-512, AVX2, generic)
+  with that path's flags only, into separate object folders; every other CPU source is compiled
+  once with baseline flags and picks a path at run time. No ``-march=native``.
 * the CUDA kernels in ``kernels/cuda`` and their torch bindings in ``csrc/cuda`` (every ``.cu``
   and ``.cpp`` found there) - when ``BIGMODEL_CUDA=1``, or by default when the installed torch is a
   CUDA build and nvcc is found. No GPU needs to be visible. A CUDA build that cannot be set up or
@@ -13,8 +14,13 @@ One extension is built with torch.utils.cpp_extension and ninja, in C++20:
 
 Environment variables: ``BIGMODEL_CUDA`` (1 forces CUDA on and fails loudly if it cannot be
 built, 0 forces it off), ``CUDA_HOME`` (the toolkit root; found from the nvcc on PATH otherwise),
-``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0``), ``MAX_JOBS`` (parallel compile jobs, honoured by
-torch's ninja driver), ``BIGMODEL_DEBUG=1`` (-O0 -g; -G for CUDA).
+``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0``), ``MAX_JOBS`` (parallel compile jobs; default: the
+CPUs this process may use), ``BIGMODEL_DEBUG=1`` (-O0 -g; -G for CUDA).
+
+Every object, the per-ISA ones included, is built by one ninja run, so all cores stay busy until
+the last object is done (three sequential runs per ISA before the main one left one core idle
+through each run's tail). Release builds carry no debug info (-g0), which is a third of the
+compile time.
 """
 
 from __future__ import annotations
@@ -191,14 +197,34 @@ DEBUG = os.environ.get("BIGMODEL_DEBUG", "0") == "1"
 if WITH_CUDA:
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
 
-OPT = ["-O0", "-g"] if DEBUG else ["-O3", "-DNDEBUG"]
+# -g0 overrides the -g that Python's own CFLAGS put in front of ours.
+OPT = ["-O0", "-g"] if DEBUG else ["-O3", "-DNDEBUG", "-g0"]
+# Ninja's job count: the CPUs we may run on (ninja's own default is that plus two), unless set.
+os.environ.setdefault("MAX_JOBS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                      else os.cpu_count() or 1))
 COMMON_CXX = ["-std=c++20", "-fopenmp", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas", *OPT]
 
-ISA_KERNEL_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cpu", "**", "*_kernel.cpp"), recursive=True))
-CPU_SOURCES = [
-    s for s in _rel(glob.glob(os.path.join(ROOT, "kernels", "cpu", "**", "*.cpp"), recursive=True))
-    if s not in ISA_KERNEL_SOURCES
-]
+def _includes_simd(path: str, seen: set[str] | None = None) -> bool:
+    """Whether a CPU source reaches kernels/cpu/simd.h through its quoted includes."""
+    seen = set() if seen is None else seen
+    if path in seen:
+        return False
+    seen.add(path)
+    with open(path) as f:
+        names = [line.split('"')[1] for line in f if line.lstrip().startswith("#include \"")]
+    for name in names:
+        for base in (os.path.dirname(path), os.path.join(ROOT, "kernels"), os.path.join(ROOT, "kernels", "include")):
+            target = os.path.normpath(os.path.join(base, name))
+            if os.path.isfile(target):
+                if target == os.path.join(ROOT, "kernels", "cpu", "simd.h") or _includes_simd(target, seen):
+                    return True
+                break
+    return False
+
+
+ALL_CPU_SOURCES = _rel(glob.glob(os.path.join(ROOT, "kernels", "cpu", "**", "*.cpp"), recursive=True))
+ISA_KERNEL_SOURCES = [s for s in ALL_CPU_SOURCES if _includes_simd(os.path.join(ROOT, s))]
+CPU_SOURCES = [s for s in ALL_CPU_SOURCES if s not in ISA_KERNEL_SOURCES]
 CSRC_SOURCES = _rel(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
 CUDA_SOURCES = []
 if WITH_CUDA:
@@ -239,30 +265,85 @@ def _write_if_changed(path: str, text: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-class BuildExt(cpp_extension.BuildExtension):
-    """torch's BuildExtension plus per-ISA compilation of the ``*_kernel.cpp`` files.
+class _ExtraNinjaObjects:
+    """Adds the per-ISA objects to the ninja file torch writes for the main sources, so one ninja
+    run builds everything. Each is a `compile` edge of that file with its own flags appended
+    (ninja evaluates `post_cflags = $post_cflags ...` in the file's scope), listed before the
+    main sources so that ninja starts the longest compiles first."""
 
-    Each ISA path is compiled by its own ninja run into its own object folder, so one source
-    yields three objects whose symbols live in different namespaces (see kernels/cpu/simd.h).
+    def __init__(self):
+        self.edges: list[tuple[str, str, list[str]]] = []  # (object, source, extra flags)
+        self._write = getattr(cpp_extension, "_write_ninja_file", None)
+
+    @property
+    def available(self) -> bool:
+        return self._write is not None
+
+    def __enter__(self):
+        def write(path, *args, **kwargs):
+            self._write(path, *args, **kwargs)
+            with open(path) as f:
+                lines = f.read().split("\n")
+            first_build = next(i for i, line in enumerate(lines) if line.startswith("build "))
+            extra = []
+            for obj, src, flags in self.edges:
+                extra += [f"build {obj}: compile {src}", f"  post_cflags = $post_cflags {' '.join(flags)}"]
+            lines[first_build:first_build] = extra
+            _write_if_changed(path, "\n".join(lines))
+
+        cpp_extension._write_ninja_file = write
+        return self
+
+    def __exit__(self, *exc):
+        cpp_extension._write_ninja_file = self._write
+
+
+class BuildExt(cpp_extension.BuildExtension):
+    """torch's BuildExtension plus per-ISA compilation of the sources that include simd.h.
+
+    Each ISA path's objects go to their own folder, so one source yields three objects whose
+    symbols live in different namespaces (see kernels/cpu/simd.h).
     """
+
+    def _isa_edges(self):
+        # Slowest first: the AVX-512 path, and within a path the biggest sources.
+        temp = os.path.abspath(self.build_temp)
+        for isa in _isa_paths():
+            for src in sorted(ISA_KERNEL_SOURCES, key=lambda s: -os.path.getsize(os.path.join(ROOT, s))):
+                obj = os.path.join(temp, f"isa-{isa}", os.path.splitext(src)[0] + ".o")
+                flags = ISA_FLAGS[isa] + [f"-DBIGMODEL_BUILD_{isa.upper()}=1"]
+                yield obj, os.path.join(ROOT, src), flags
 
     def build_extension(self, ext):
         generated = os.path.join(os.path.abspath(self.build_temp), "generated")
         _write_if_changed(os.path.join(generated, "bigmodel_build_config.h"), _build_config_header())
         ext.include_dirs = list(ext.include_dirs) + [generated]
-        if ISA_KERNEL_SOURCES:
-            objects = []
-            for isa in _isa_paths():
-                objects += self.compiler.compile(
-                    ISA_KERNEL_SOURCES,
-                    output_dir=os.path.join(self.build_temp, f"isa-{isa}"),
-                    macros=[(f"BIGMODEL_BUILD_{isa.upper()}", "1")],
-                    include_dirs=ext.include_dirs,
-                    debug=self.debug,
-                    extra_postargs={"cxx": COMMON_CXX + ISA_FLAGS[isa], "nvcc": []},
-                    depends=ext.depends,
-                )
-            ext.extra_objects = list(ext.extra_objects or []) + objects
+        extra = _ExtraNinjaObjects()
+        if not (ISA_KERNEL_SOURCES and extra.available):
+            return self._build_isa_objects_separately(ext)
+        extra.edges = list(self._isa_edges())
+        for obj, _, _ in extra.edges:
+            os.makedirs(os.path.dirname(obj), exist_ok=True)
+        ext.extra_objects = list(ext.extra_objects or []) + [obj for obj, _, _ in extra.edges]
+        # setuptools relinks only when a source or dependency is newer than the library.
+        ext.depends = list(ext.depends) + [os.path.join(ROOT, s) for s in ISA_KERNEL_SOURCES]
+        with extra:
+            super().build_extension(ext)
+
+    def _build_isa_objects_separately(self, ext):
+        # A torch without the ninja-file hook: one ninja run per ISA path, then the main one.
+        objects = []
+        for isa in _isa_paths() if ISA_KERNEL_SOURCES else []:
+            objects += self.compiler.compile(
+                ISA_KERNEL_SOURCES,
+                output_dir=os.path.join(self.build_temp, f"isa-{isa}"),
+                macros=[(f"BIGMODEL_BUILD_{isa.upper()}", "1")],
+                include_dirs=ext.include_dirs,
+                debug=self.debug,
+                extra_postargs={"cxx": COMMON_CXX + ISA_FLAGS[isa], "nvcc": []},
+                depends=ext.depends,
+            )
+        ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
 
     def build_extensions(self):
