@@ -6,7 +6,8 @@
 //      shares it. It takes the backend's kernel first, then the schema's arguments in order:
 //        at::Tensor max_pool2d(const PoolKernel& kernel, const at::Tensor& self, ...);
 //      and does everything but the arithmetic: checks every argument (here, once, for every
-//      backend: the backend impls and kernels/ trust the Params they get), allocates the outputs,
+//      backend, with the messages users see; the CPU kernels' entry points check their Params
+//      struct again as a contract, see kernels/include/bigmodel/common.h), allocates the outputs,
 //      fills the Params and calls kernel(params) through run_kernel. The same file registers the
 //      CPU impl by binding the framework-free entry point of kernels/include/bigmodel/<family>.h:
 //        m.impl("max_pool2d", binding::bind(&binding::max_pool2d, cpu::max_pool2d_forward));

@@ -58,7 +58,7 @@ OP_FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
                   r"aten::_transformer_encoder_layer_fwd"),
     },
     "gemm": {
-        "bigmodel": (r"bigmodel::gemm\w*", r"bigmodel::_gemm_epilogue"),
+        "bigmodel": (r"bigmodel::gemm\w*",),
         "torch": (),  # bigmodel's GEMM ops are not used in place of torch ops by the models' layers
     },
 }

@@ -32,7 +32,7 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def tol(dtype) -> float:
-    # The bound for float32; float64 must be at float64 precision.
+    # The float32 bound; float64 must be at float64 precision.
     return 1e-5 if dtype == torch.float32 else 1e-12
 
 
