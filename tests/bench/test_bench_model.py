@@ -9,6 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from _helpers import subprocess_env
+
 from bigmodel.bench import model as model_bench
 from bigmodel.bench import profile
 from bigmodel.bench.harness import run_cases
@@ -135,7 +137,7 @@ def test_train_validation_passes_with_dropout_models(name):
     assert model_bench.validate(ms, "infer") is None
 
 
-def test_bench_model_bare_json_and_no_profiler_noise():
+def test_bench_model_bare_json_and_no_profiler_noise(tmp_path):
     """`bench model cnn --json` (which failed before: "--json requires an argument") prints the
     document alone on stdout, and the profiler's USDT/STAGE trace lines never reach stderr (a
     real process: the lines are written by C++ straight to file descriptor 2)."""
@@ -144,7 +146,9 @@ def test_bench_model_bare_json_and_no_profiler_noise():
 
     r = subprocess.run([sys.executable, "-m", "bigmodel_cli", "bench", "model", "cnn", "--batch-size", "8",
                         *TINY_CNN, "--threads", "1", "--warmup", "0", "--repeats", "2", "--profile-steps", "2",
-                        "--pass", "infer", "--json"], capture_output=True, text=True, timeout=300)
+                        "--pass", "infer", "--json"], capture_output=True, text=True, timeout=300,
+                       # outside the checkout, so `-m` imports the bigmodel under test, not the sources
+                       cwd=tmp_path, env=subprocess_env())
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["breakdown"] and doc["results"][0]["status"] == "ok"
